@@ -1,0 +1,139 @@
+//! Embedding: text → tokens → encoder → pooled, normalised vectors, on the chosen device.
+//! Owns batching (length-sorted, token-budgeted) and the choice of runtime; knows nothing
+//! about files or indexes.
+
+pub mod burn_bert;
+pub mod kernels;
+pub mod native;
+pub mod tokenize;
+
+use crate::device::{self, DeviceChoice, Resolved};
+use crate::error::{Error, Result};
+use crate::model::{ModelConfig, ModelWeights, Precision};
+use tokenize::{Encoded, TextTokenizer};
+
+enum Runtime {
+    Native(native::NativeBert),
+    Burn(burn_bert::BurnBert),
+}
+
+/// A loaded encoder ready to embed (or, for a cross-encoder, to score) text.
+pub struct Embedder {
+    tokenizer: TextTokenizer,
+    runtime: Runtime,
+    config: ModelConfig,
+    device: String,
+    precision: Precision,
+    /// At most this many inputs per forward pass.
+    pub max_batch: usize,
+    /// At most this many tokens per forward pass.
+    pub max_batch_tokens: usize,
+}
+
+impl Embedder {
+    /// Builds an embedder. `precision` is the compute precision: `Int8` runs int8 Linear
+    /// layers on the native CPU runtime; burn devices always compute in f32.
+    pub fn new(weights: &ModelWeights, precision: Precision, choice: DeviceChoice) -> Result<Self> {
+        weights.validate()?;
+        let config = weights.config.clone();
+        let tokenizer = TextTokenizer::from_json(&weights.tokenizer_json, config.max_seq_len)?;
+        let resolved = device::resolve(choice)?;
+        let device = resolved.describe();
+        let runtime = match resolved {
+            Resolved::NativeCpu => Runtime::Native(native::NativeBert::new(weights, precision)?),
+            Resolved::Burn { device, .. } => Runtime::Burn(burn_bert::BurnBert::new(weights, device)?),
+        };
+        let precision = match runtime {
+            Runtime::Native(_) if precision == Precision::Int8 => Precision::Int8,
+            _ => Precision::F32,
+        };
+        Ok(Embedder { tokenizer, runtime, config, device, precision, max_batch: 32, max_batch_tokens: 16384 })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// `int8` or `f32`: the compute precision actually used.
+    pub fn precision_name(&self) -> &'static str {
+        match self.precision {
+            Precision::Int8 => "int8",
+            Precision::F16 => "f16",
+            Precision::F32 => "f32",
+        }
+    }
+
+    /// Human-readable description of where and how the model runs.
+    pub fn describe(&self) -> String {
+        format!("{} compute on {}", match self.precision {
+            Precision::Int8 => "int8",
+            Precision::F16 => "f16",
+            Precision::F32 => "f32",
+        }, self.device)
+    }
+
+    /// Embeds texts; the result is in input order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let enc = self.tokenizer.encode(texts)?;
+        Ok(self.embed_encoded(&enc))
+    }
+
+    /// Embeds pre-tokenized inputs; the result is in input order.
+    pub fn embed_encoded(&self, enc: &[Encoded]) -> Vec<Vec<f32>> {
+        self.batched(enc, |batch| match &self.runtime {
+            Runtime::Native(m) => m.embed(batch),
+            Runtime::Burn(m) => m.embed(batch),
+        })
+    }
+
+    /// Cross-encoder relevance logits for (query, passage) pairs, in input order.
+    pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        if self.config.head != crate::model::Head::Classifier {
+            return Err(Error::Unsupported("this model is not a cross-encoder".into()));
+        }
+        let enc = self.tokenizer.encode_pairs(pairs)?;
+        Ok(self.batched(&enc, |batch| match &self.runtime {
+            Runtime::Native(m) => m.score(batch),
+            Runtime::Burn(m) => m.score(batch),
+        }))
+    }
+
+    /// Runs `f` over length-sorted batches and puts results back in input order.
+    fn batched<T: Clone + Default>(&self, enc: &[Encoded], f: impl Fn(&[Encoded]) -> Vec<T>) -> Vec<T> {
+        let mut order: Vec<usize> = (0..enc.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(enc[i].ids.len()));
+        let mut out = vec![T::default(); enc.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let longest = enc[order[start]].ids.len().max(1);
+            let fit = (self.max_batch_tokens / longest).clamp(1, self.max_batch.max(1));
+            let end = (start + fit).min(order.len());
+            let batch: Vec<Encoded> = order[start..end].iter().map(|&i| enc[i].clone()).collect();
+            for (res, &i) in f(&batch).into_iter().zip(&order[start..end]) {
+                out[i] = res;
+            }
+            start = end;
+        }
+        out
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}

@@ -1,0 +1,267 @@
+//! Evaluation: loading BEIR and BRIGHT collections, building (or reusing) an index of the
+//! corpus, running every query, and trec_eval-style metrics (nDCG@10 with graded relevance
+//! and log2 discount, Recall@100, MRR@10).
+
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A test collection.
+#[derive(Default)]
+pub struct Collection {
+    pub name: String,
+    /// (doc id, text) — BEIR text is `title + " " + text`.
+    pub docs: Vec<(String, String)>,
+    /// (query id, text), only queries with judgements.
+    pub queries: Vec<(String, String)>,
+    pub qrels: HashMap<String, HashMap<String, i32>>,
+    /// Documents that must not count for a query (BRIGHT's `excluded_ids`).
+    pub excluded: HashMap<String, HashSet<String>>,
+}
+
+fn jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .map_err(|e| Error::corrupt(path, format!("line {}: {e}", i + 1)))?,
+        );
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct BeirDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct BeirQuery {
+    #[serde(rename = "_id")]
+    id: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct BrightDoc {
+    id: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct BrightExample {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    query: String,
+    gold_ids: Vec<String>,
+    #[serde(default)]
+    excluded_ids: Vec<String>,
+}
+
+impl Collection {
+    /// Loads a BEIR (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`) or BRIGHT
+    /// (`documents.jsonl`, `examples.jsonl`) directory, detected from its files.
+    pub fn load(dir: &Path, split: &str) -> Result<Self> {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if dir.join("corpus.jsonl").exists() {
+            Self::load_beir(dir, split, name)
+        } else if dir.join("documents.jsonl").exists() && dir.join("examples.jsonl").exists() {
+            Self::load_bright(dir, name)
+        } else {
+            Err(Error::InvalidInput(format!(
+                "{} is neither BEIR (corpus.jsonl, queries.jsonl, qrels/) nor BRIGHT (documents.jsonl, examples.jsonl)",
+                dir.display()
+            )))
+        }
+    }
+
+    fn load_beir(dir: &Path, split: &str, name: String) -> Result<Self> {
+        let docs: Vec<BeirDoc> = jsonl(&dir.join("corpus.jsonl"))?;
+        let queries: Vec<BeirQuery> = jsonl(&dir.join("queries.jsonl"))?;
+        let qpath = dir.join("qrels").join(format!("{split}.tsv"));
+        let text = std::fs::read_to_string(&qpath).map_err(|e| Error::io(&qpath, e))?;
+        let mut qrels: HashMap<String, HashMap<String, i32>> = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if i == 0 && f.first().is_some_and(|h| h.contains("query")) {
+                continue; // header
+            }
+            if f.len() < 3 {
+                continue;
+            }
+            let rel: i32 = f[2].trim().parse().map_err(|_| Error::corrupt(&qpath, format!("line {}: bad score", i + 1)))?;
+            qrels.entry(f[0].to_string()).or_default().insert(f[1].to_string(), rel);
+        }
+        let docs = docs
+            .into_iter()
+            .map(|d| {
+                let text = if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) };
+                (d.id, text)
+            })
+            .collect();
+        let queries = queries.into_iter().filter(|q| qrels.contains_key(&q.id)).map(|q| (q.id, q.text)).collect();
+        Ok(Collection { name, docs, queries, qrels, excluded: HashMap::new() })
+    }
+
+    fn load_bright(dir: &Path, name: String) -> Result<Self> {
+        let docs: Vec<BrightDoc> = jsonl(&dir.join("documents.jsonl"))?;
+        let examples: Vec<BrightExample> = jsonl(&dir.join("examples.jsonl"))?;
+        let mut c = Collection { name, docs: docs.into_iter().map(|d| (d.id, d.content)).collect(), ..Default::default() };
+        for (i, ex) in examples.into_iter().enumerate() {
+            let qid = match ex.id {
+                Some(serde_json::Value::String(s)) => s,
+                Some(v) => v.to_string(),
+                None => i.to_string(),
+            };
+            c.qrels.insert(qid.clone(), ex.gold_ids.into_iter().map(|g| (g, 1)).collect());
+            c.excluded.insert(qid.clone(), ex.excluded_ids.into_iter().collect());
+            c.queries.push((qid, ex.query));
+        }
+        Ok(c)
+    }
+
+    /// A short key identifying the collection's content (for index reuse).
+    pub fn fingerprint(&self) -> String {
+        let mut h = crc32fast::Hasher::new();
+        for (id, text) in &self.docs {
+            h.update(id.as_bytes());
+            h.update(text.as_bytes());
+        }
+        format!("{:08x}-{}", h.finalize(), self.docs.len())
+    }
+}
+
+/// Metrics averaged over queries (each in [0, 1]).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Metrics {
+    pub ndcg10: f64,
+    pub recall100: f64,
+    pub mrr10: f64,
+    pub queries: usize,
+}
+
+/// nDCG@k with linear gains (trec_eval `ndcg_cut`): DCG = sum rel_i / log2(i + 1).
+pub fn ndcg_at(ranked: &[&str], rels: &HashMap<String, i32>, k: usize) -> f64 {
+    let dcg: f64 = ranked
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, d)| rels.get(*d).copied().unwrap_or(0).max(0) as f64 / ((i + 2) as f64).log2())
+        .sum();
+    let mut ideal: Vec<i32> = rels.values().copied().filter(|&r| r > 0).collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &r)| r as f64 / ((i + 2) as f64).log2()).sum();
+    if idcg > 0.0 {
+        dcg / idcg
+    } else {
+        0.0
+    }
+}
+
+pub fn recall_at(ranked: &[&str], rels: &HashMap<String, i32>, k: usize) -> f64 {
+    let relevant = rels.values().filter(|&&r| r > 0).count();
+    if relevant == 0 {
+        return 0.0;
+    }
+    let found = ranked.iter().take(k).filter(|d| rels.get(**d).is_some_and(|&r| r > 0)).count();
+    found as f64 / relevant as f64
+}
+
+pub fn mrr_at(ranked: &[&str], rels: &HashMap<String, i32>, k: usize) -> f64 {
+    ranked
+        .iter()
+        .take(k)
+        .position(|d| rels.get(*d).is_some_and(|&r| r > 0))
+        .map_or(0.0, |p| 1.0 / (p + 1) as f64)
+}
+
+/// Scores a run (query id → ranked doc ids) against the collection's judgements
+/// (nDCG@10, Recall@100, MRR@10).
+pub fn evaluate(c: &Collection, run: &HashMap<String, Vec<String>>) -> Metrics {
+    evaluate_at(c, run, 10)
+}
+
+/// As [`evaluate`], with nDCG and MRR cut at `k` (the fields keep their names).
+pub fn evaluate_at(c: &Collection, run: &HashMap<String, Vec<String>>, k: usize) -> Metrics {
+    let mut m = Metrics::default();
+    for (qid, _) in &c.queries {
+        let Some(rels) = c.qrels.get(qid) else { continue };
+        if !rels.values().any(|&r| r > 0) {
+            continue;
+        }
+        let excluded = c.excluded.get(qid);
+        let ranked: Vec<&str> = run
+            .get(qid)
+            .map(|r| r.iter().map(String::as_str).filter(|d| excluded.is_none_or(|e| !e.contains(*d))).collect())
+            .unwrap_or_default();
+        m.ndcg10 += ndcg_at(&ranked, rels, k);
+        m.recall100 += recall_at(&ranked, rels, 100);
+        m.mrr10 += mrr_at(&ranked, rels, k);
+        m.queries += 1;
+    }
+    if m.queries > 0 {
+        let n = m.queries as f64;
+        m.ndcg10 /= n;
+        m.recall100 /= n;
+        m.mrr10 /= n;
+    }
+    m
+}
+
+/// Where evaluation indexes are cached: `$XDG_CACHE_HOME/ponder/eval`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("ponder").join("eval")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rels(pairs: &[(&str, i32)]) -> HashMap<String, i32> {
+        pairs.iter().map(|(d, r)| (d.to_string(), *r)).collect()
+    }
+
+    #[test]
+    fn metrics_match_a_hand_computed_case() {
+        // Relevant: a (2), b (1), c (1); ranking: x a y b.
+        let r = rels(&[("a", 2), ("b", 1), ("c", 1), ("z", 0)]);
+        let ranked = ["x", "a", "y", "b"];
+        let dcg = 2.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 2.0 / 2f64.log2() + 1.0 / 3f64.log2() + 1.0 / 4f64.log2();
+        assert!((ndcg_at(&ranked, &r, 10) - dcg / idcg).abs() < 1e-12);
+        // Cut at 3: b falls off.
+        let dcg3 = 2.0 / 3f64.log2();
+        assert!((ndcg_at(&ranked, &r, 3) - dcg3 / idcg).abs() < 1e-12);
+        assert!((recall_at(&ranked, &r, 100) - 2.0 / 3.0).abs() < 1e-12);
+        assert!((recall_at(&ranked, &r, 2) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((mrr_at(&ranked, &r, 10) - 0.5).abs() < 1e-12);
+        assert_eq!(mrr_at(&["x", "y"], &r, 10), 0.0);
+        // A perfect ranking scores 1.
+        assert!((ndcg_at(&["a", "b", "c"], &r, 10) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn excluded_docs_are_dropped_before_scoring() {
+        let mut c = Collection::default();
+        c.queries.push(("q".into(), "query".into()));
+        c.qrels.insert("q".into(), rels(&[("a", 1)]));
+        c.excluded.insert("q".into(), ["x".to_string()].into_iter().collect());
+        let run: HashMap<String, Vec<String>> = [("q".to_string(), vec!["x".into(), "a".into()])].into_iter().collect();
+        let m = evaluate(&c, &run);
+        assert!((m.ndcg10 - 1.0).abs() < 1e-12);
+        assert!((m.mrr10 - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,140 @@
+//! Opening a committed index for queries: manifest, chunk segments, vector files and BM25
+//! segments, all immutable and memory-mapped; dense and lexical candidate retrieval.
+
+use std::path::{Path, PathBuf};
+
+use super::chunks::{ChunkRecord, ChunkSegment};
+use super::lexical::{Lexical, LexicalSegment};
+use super::manifest::{LiveSet, Manifest};
+use super::vectors::VectorFile;
+use crate::error::{Error, Result};
+
+pub struct IndexReader {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub live: LiveSet,
+    chunk_segments: Vec<(u64, u64, ChunkSegment)>,
+    vectors: Vec<VectorFile>,
+    pub lexical: Lexical,
+    /// (first id, end id, path) sorted, for id → file lookups.
+    owners: Vec<(u64, u64, String)>,
+}
+
+/// A stored chunk with the file it belongs to.
+#[derive(Clone, Debug)]
+pub struct ChunkHit {
+    pub path: String,
+    pub record: ChunkRecord,
+}
+
+impl IndexReader {
+    /// Opens the last committed state. Retries when a concurrent compaction removed a file
+    /// between reading the manifest and opening the file.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::try_open(dir) {
+                Err(Error::MissingFile(p)) if !p.ends_with(super::manifest::MANIFEST) => {
+                    last = Some(Error::MissingFile(p));
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap())
+    }
+
+    fn try_open(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::read(dir)?.ok_or_else(|| Error::MissingFile(dir.join(super::manifest::MANIFEST)))?;
+        let mut chunk_segments = Vec::new();
+        for f in &manifest.chunk_files {
+            chunk_segments.push((f.first, f.end, ChunkSegment::open(&dir.join(&f.name))?));
+        }
+        let mut vectors = Vec::new();
+        for f in &manifest.vector_files {
+            vectors.push(VectorFile::open(&dir.join(&f.name), manifest.model.dim, manifest.vector_kind, f.crc32)?);
+        }
+        let mut lexical = Lexical::default();
+        for f in &manifest.lexical_files {
+            lexical.segments.push(LexicalSegment::open(&dir.join(&f.name))?);
+        }
+        let mut owners: Vec<(u64, u64, String)> =
+            manifest.files.iter().map(|(p, e)| (e.chunks.0, e.chunks.1, p.clone())).filter(|o| o.1 > o.0).collect();
+        owners.sort_unstable();
+        Ok(IndexReader {
+            dir: dir.to_path_buf(),
+            live: LiveSet::new(manifest.live_ranges()),
+            manifest,
+            chunk_segments,
+            vectors,
+            lexical,
+            owners,
+        })
+    }
+
+    /// Dense candidates: (chunk id, cosine similarity), best first.
+    pub fn dense(&self, query: &[f32], k: usize, exact: bool) -> Result<Vec<(u64, f32)>> {
+        let mut all = Vec::new();
+        for v in &self.vectors {
+            all.extend(v.search(query, k, &self.live, exact)?);
+        }
+        all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.dedup_by_key(|h| h.0);
+        all.truncate(k);
+        Ok(all)
+    }
+
+    /// Lexical candidates: (chunk id, BM25 score), best first.
+    pub fn lexical(&self, query: &str, k: usize) -> Result<Vec<(u64, f32)>> {
+        self.lexical.search(query, k, &self.live)
+    }
+
+    pub fn path_of(&self, id: u64) -> Option<&str> {
+        let i = self.owners.partition_point(|o| o.1 <= id);
+        self.owners.get(i).filter(|o| o.0 <= id).map(|o| o.2.as_str())
+    }
+
+    /// A live chunk by id.
+    pub fn chunk(&self, id: u64) -> Result<Option<ChunkHit>> {
+        let Some(path) = self.path_of(id) else { return Ok(None) };
+        for (first, end, seg) in &self.chunk_segments {
+            if (*first..*end).contains(&id) {
+                if let Some(record) = seg.get(id)? {
+                    return Ok(Some(ChunkHit { path: path.to_string(), record }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The stored vector of a chunk (dequantized), for pseudo-relevance feedback and compaction.
+    pub fn vector(&self, id: u64) -> Result<Option<Vec<f32>>> {
+        for v in &self.vectors {
+            if let Some(x) = v.get(id)? {
+                return Ok(Some(x));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every stored chunk record of a segment list, for compaction.
+    pub(crate) fn all_records(&self) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::new();
+        for (_, _, seg) in &self.chunk_segments {
+            out.extend(seg.all()?.into_iter().filter(|r| self.live.contains(r.id)));
+        }
+        out.sort_unstable_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    pub fn vector_files(&self) -> usize {
+        self.vectors.len()
+    }
+
+    /// Bytes on disk of the committed data files and manifest.
+    pub fn disk_bytes(&self) -> u64 {
+        let m = &self.manifest;
+        m.chunk_files.iter().chain(&m.vector_files).chain(&m.lexical_files).map(|f| f.bytes).sum::<u64>()
+            + std::fs::metadata(self.dir.join(super::manifest::MANIFEST)).map(|m| m.len()).unwrap_or(0)
+    }
+}

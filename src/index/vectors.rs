@@ -1,0 +1,161 @@
+//! Vector store: usearch HNSW files, one written per commit and never modified, opened with
+//! zero-copy `view` over a memory map. New vectors of a run live in an in-memory (mutable)
+//! usearch index until the commit saves it; compaction merges files and drops dead keys.
+
+use std::path::Path;
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use super::manifest::{LiveSet, VectorKind};
+use crate::error::{Error, Result};
+
+fn options(dim: usize, kind: VectorKind) -> IndexOptions {
+    let (metric, quantization) = match kind {
+        VectorKind::I8 => (MetricKind::Cos, ScalarKind::I8),
+        VectorKind::F16 => (MetricKind::Cos, ScalarKind::F16),
+        VectorKind::F32 => (MetricKind::Cos, ScalarKind::F32),
+        VectorKind::B1 => (MetricKind::Hamming, ScalarKind::B1),
+    };
+    IndexOptions {
+        dimensions: dim,
+        metric,
+        quantization,
+        connectivity: 16,
+        expansion_add: 128,
+        expansion_search: 64,
+        multi: false,
+    }
+}
+
+fn usearch_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::corrupt(path, format!("usearch: {e}"))
+}
+
+/// Vectors waiting for a commit.
+pub struct VectorDelta {
+    index: Index,
+    kind: VectorKind,
+    dim: usize,
+}
+
+impl VectorDelta {
+    pub fn new(dim: usize, kind: VectorKind) -> Result<Self> {
+        let index = Index::new(&options(dim, kind)).map_err(|e| Error::Config(format!("usearch: {e}")))?;
+        Ok(VectorDelta { index, kind, dim })
+    }
+
+    pub fn add(&mut self, key: u64, v: &[f32]) -> Result<()> {
+        if self.index.size() + 1 > self.index.capacity() {
+            let cap = (self.index.capacity() * 2).max(1024);
+            self.index.reserve(cap).map_err(|e| Error::Config(format!("usearch reserve: {e}")))?;
+        }
+        let v = encode_b1(self.kind, v);
+        self.index.add(key, &v).map_err(|e| Error::Config(format!("usearch add: {e}")))
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Saves to `path` (then fsynced); the caller renames it into place.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let s = path.to_str().ok_or_else(|| Error::InvalidInput(format!("non-UTF-8 path {}", path.display())))?;
+        self.index.save(s).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+        std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+/// For b1 storage usearch wants sign bits; other kinds take f32 as is.
+fn encode_b1(kind: VectorKind, v: &[f32]) -> Vec<f32> {
+    match kind {
+        VectorKind::B1 => v.iter().map(|x| if *x > 0.0 { 1.0 } else { 0.0 }).collect(),
+        _ => v.to_vec(),
+    }
+}
+
+/// A committed vector file, memory-mapped.
+pub struct VectorFile {
+    index: Index,
+    kind: VectorKind,
+    path: std::path::PathBuf,
+}
+
+impl VectorFile {
+    /// Views `path`, after checking its CRC32 against the manifest's.
+    pub fn open(path: &Path, dim: usize, kind: VectorKind, crc32: u32) -> Result<Self> {
+        let bytes = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: vector files are immutable once committed.
+        let map = unsafe { memmap2::Mmap::map(&bytes) }.map_err(|e| Error::io(path, e))?;
+        if crc32fast::hash(&map) != crc32 {
+            return Err(Error::corrupt(path, "checksum mismatch"));
+        }
+        drop(map);
+        let index = Index::new(&options(dim, kind)).map_err(|e| usearch_err(path, e))?;
+        let s = path.to_str().ok_or_else(|| Error::InvalidInput(format!("non-UTF-8 path {}", path.display())))?;
+        index.view(s).map_err(|e| usearch_err(path, e))?;
+        if index.dimensions() != dim {
+            return Err(Error::corrupt(path, format!("{} dimensions, expected {dim}", index.dimensions())));
+        }
+        Ok(VectorFile { index, kind, path: path.to_path_buf() })
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Top `k` live keys with a similarity (higher is better: cosine, or 1 - normalised Hamming).
+    pub fn search(&self, query: &[f32], k: usize, live: &LiveSet, exact: bool) -> Result<Vec<(u64, f32)>> {
+        if self.index.size() == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let q = encode_b1(self.kind, query);
+        let m = if exact {
+            // usearch's exact search has no filter: over-fetch dead keys away.
+            let all = self.index.exact_search(&q, self.index.size()).map_err(|e| usearch_err(&self.path, e))?;
+            let mut keys = Vec::new();
+            let mut dist = Vec::new();
+            for (key, d) in all.keys.into_iter().zip(all.distances) {
+                if live.contains(key) {
+                    keys.push(key);
+                    dist.push(d);
+                    if keys.len() == k {
+                        break;
+                    }
+                }
+            }
+            (keys, dist)
+        } else {
+            let m = self.index.filtered_search(&q, k, |key| live.contains(key)).map_err(|e| usearch_err(&self.path, e))?;
+            (m.keys, m.distances)
+        };
+        let dim = self.index.dimensions() as f32;
+        Ok(m.0
+            .into_iter()
+            .zip(m.1)
+            .map(|(key, d)| (key, if self.kind == VectorKind::B1 { 1.0 - d / dim } else { 1.0 - d }))
+            .collect())
+    }
+
+    /// The stored (dequantized) vector of `key`.
+    pub fn get(&self, key: u64) -> Result<Option<Vec<f32>>> {
+        let mut v = vec![0f32; self.index.dimensions()];
+        let n = self.index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
+        Ok((n > 0).then_some(v))
+    }
+
+    /// Bytes of memory the index holds (the mapped file is not counted by usearch).
+    pub fn memory_usage(&self) -> usize {
+        self.index.memory_usage()
+    }
+}

@@ -1,0 +1,500 @@
+//! Building and updating an index: walk → read → chunk → embed → stage → commit.
+//!
+//! One writer at a time (an OS file lock on `LOCK`). Work is staged in memory and committed
+//! every few thousand chunks or seconds: new immutable data files first (each fsynced and
+//! renamed into place), then the manifest. Files left by a writer that died before its
+//! commit are unreferenced and deleted when the next writer opens the index.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::chunks::{self, ChunkRecord};
+use super::lexical::{self, Analyzer};
+use super::manifest::{FileEntry, FileRef, Manifest, ModelStamp, VectorKind, MANIFEST};
+use super::reader::IndexReader;
+use super::vectors::VectorDelta;
+use crate::chunk::{self, ChunkOptions};
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::ingest::{self, WalkOptions};
+
+const LOCK: &str = "LOCK";
+
+#[derive(Clone, Debug)]
+pub struct IndexOptions {
+    pub walk: WalkOptions,
+    pub chunking: ChunkOptions,
+    pub vector_kind: VectorKind,
+    /// New query instruction to record (None keeps the index's).
+    pub instruction: Option<String>,
+    pub commit_every_chunks: usize,
+    pub commit_every_secs: f64,
+    /// Start from scratch, discarding stored state (recovers from corruption).
+    pub rebuild: bool,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            walk: WalkOptions::default(),
+            chunking: ChunkOptions::default(),
+            vector_kind: VectorKind::I8,
+            instruction: None,
+            commit_every_chunks: 2048,
+            commit_every_secs: 20.0,
+            rebuild: false,
+        }
+    }
+}
+
+/// What the indexer reports while it works.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// The walk found this many candidate files.
+    Walked { files: usize },
+    /// A file was processed (indexed, unchanged or skipped).
+    File { done: usize, total: usize, chunks: u64, elapsed_s: f64 },
+    Warning(String),
+    Committed { generation: u64, files: usize, chunks: u64 },
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct IndexReport {
+    pub files_seen: usize,
+    pub files_indexed: usize,
+    pub files_unchanged: usize,
+    pub files_removed: usize,
+    pub files_skipped: usize,
+    pub chunks_added: u64,
+    pub generation: u64,
+    pub elapsed_s: f64,
+    pub chunks_per_s: f64,
+}
+
+struct Staged {
+    records: Vec<ChunkRecord>,
+    texts: Vec<(u64, String)>,
+    delta: VectorDelta,
+    files: Vec<(String, FileEntry)>,
+    removed: Vec<String>,
+}
+
+/// Text the model and BM25 see for a chunk: its heading path, then its text.
+pub fn indexed_text(heading: Option<&str>, text: &str) -> String {
+    match heading {
+        Some(h) if !h.is_empty() => format!("{h}\n{text}"),
+        _ => text.to_string(),
+    }
+}
+
+pub struct Indexer<'a> {
+    dir: PathBuf,
+    _lock: File,
+    manifest: Manifest,
+    embedder: &'a Embedder,
+    opts: IndexOptions,
+    staged: Staged,
+    analyzer: Analyzer,
+}
+
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InvalidInput(format!(
+            "another ponder process is writing the index in {}",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+impl<'a> Indexer<'a> {
+    pub fn open(dir: &Path, embedder: &'a Embedder, stamp: ModelStamp, opts: IndexOptions) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock = lock(dir)?;
+        let existing = Manifest::read(dir);
+        let mut manifest = match (existing, opts.rebuild) {
+            (Ok(Some(m)), false) => {
+                if m.model.fingerprint != stamp.fingerprint || m.model.precision != stamp.precision {
+                    return Err(Error::InvalidInput(format!(
+                        "the index in {} was built with model {} ({} {}); refusing to mix in vectors of {} ({} {}). \
+                         Use the same --model/--precision, another --index, or --rebuild",
+                        dir.display(), m.model.name, m.model.precision, m.model.fingerprint,
+                        stamp.name, stamp.precision, stamp.fingerprint
+                    )));
+                }
+                if m.chunking != opts.chunking || m.vector_kind != opts.vector_kind {
+                    return Err(Error::InvalidInput(format!(
+                        "the index in {} was built with chunking {:?} and {:?} vectors; these settings differ. Use --rebuild to change them",
+                        dir.display(), m.chunking, m.vector_kind
+                    )));
+                }
+                m
+            }
+            (Ok(None), _) => Manifest::new(stamp, opts.chunking.clone(), opts.vector_kind, None),
+            (Ok(Some(old)), true) => {
+                let mut m = Manifest::new(stamp, opts.chunking.clone(), opts.vector_kind, old.query_instruction.clone());
+                m.roots = old.roots;
+                m.generation = old.generation;
+                m
+            }
+            (Err(_), true) => Manifest::new(stamp, opts.chunking.clone(), opts.vector_kind, None),
+            (Err(e), false) => return Err(e),
+        };
+        if let Some(instr) = &opts.instruction {
+            manifest.query_instruction = (!instr.is_empty()).then(|| instr.clone());
+        }
+        let delta = VectorDelta::new(manifest.model.dim, manifest.vector_kind)?;
+        let mut ix = Indexer {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            manifest,
+            embedder,
+            opts,
+            staged: Staged { records: Vec::new(), texts: Vec::new(), delta, files: Vec::new(), removed: Vec::new() },
+            analyzer: Analyzer::default(),
+        };
+        ix.remove_unreferenced()?;
+        if ix.opts.rebuild {
+            // Commit the empty state first: from here on the old data is gone for readers too.
+            ix.manifest.files.clear();
+            ix.commit(&mut |_| {})?;
+            ix.remove_unreferenced()?;
+        }
+        Ok(ix)
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Deletes data files the committed manifest does not name (left by a killed writer, or
+    /// replaced by compaction).
+    fn remove_unreferenced(&self) -> Result<()> {
+        let keep: BTreeSet<&str> = self.manifest.referenced().collect();
+        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == MANIFEST || name == LOCK || keep.contains(name.as_str()) {
+                continue;
+            }
+            let ours = ["chunks-", "vec-", "lex-", ".MANIFEST.tmp", ".chunks-", ".lex-", ".vec-"].iter().any(|p| name.starts_with(p));
+            if ours {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Indexes `roots`: new and changed files are (re-)embedded, unchanged ones skipped,
+    /// files gone from under the roots removed.
+    pub fn index(&mut self, roots: &[PathBuf], on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
+        let start = Instant::now();
+        let mut report = IndexReport::default();
+        let root_strs: Vec<String> = roots
+            .iter()
+            .map(|r| fs::canonicalize(r).unwrap_or_else(|_| r.clone()).to_string_lossy().into_owned())
+            .collect();
+        // Indexing a removed path explicitly brings it back.
+        self.manifest.excluded.retain(|x| !root_strs.iter().any(|r| is_under(r, x)));
+        let mut warn = |m: String| on(Progress::Warning(m));
+        let excluded = self.manifest.excluded.clone();
+        let files: Vec<PathBuf> = ingest::walk(roots, &self.opts.walk, &mut warn)
+            .into_iter()
+            .filter(|p| {
+                let s = p.to_string_lossy();
+                !excluded.iter().any(|x| is_under(&s, x))
+            })
+            .collect();
+        on(Progress::Walked { files: files.len() });
+        report.files_seen = files.len();
+        for r in &root_strs {
+            if !self.manifest.roots.contains(r) {
+                self.manifest.roots.push(r.clone());
+            }
+        }
+        // Files under the roots that the walk no longer finds are removed.
+        let seen: BTreeSet<String> = files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let gone: Vec<String> = self
+            .manifest
+            .files
+            .keys()
+            .filter(|p| root_strs.iter().any(|r| is_under(p, r)) && !seen.contains(*p))
+            .cloned()
+            .collect();
+        report.files_removed = gone.len();
+        self.staged.removed.extend(gone);
+
+        let mut last_commit = Instant::now();
+        let mut pending: Vec<(String, FileEntry, Vec<chunk::Chunk>)> = Vec::new();
+        let mut pending_chunks = 0usize;
+        let total = files.len();
+        for (i, path) in files.iter().enumerate() {
+            let key = path.to_string_lossy().into_owned();
+            match self.prepare(path, &key) {
+                Ok(Prepared::Unchanged) => report.files_unchanged += 1,
+                Ok(Prepared::Touched(entry)) => {
+                    report.files_unchanged += 1;
+                    self.staged.files.push((key, entry));
+                }
+                Ok(Prepared::Changed(entry, chunks)) => {
+                    report.files_indexed += 1;
+                    pending_chunks += chunks.len();
+                    pending.push((key, entry, chunks));
+                }
+                Err(msg) => {
+                    report.files_skipped += 1;
+                    on(Progress::Warning(format!("skipped {}: {msg}", path.display())));
+                }
+            }
+            if pending_chunks >= 256 || i + 1 == total {
+                report.chunks_added += self.embed_pending(std::mem::take(&mut pending))? as u64;
+                pending_chunks = 0;
+            }
+            on(Progress::File { done: i + 1, total, chunks: report.chunks_added, elapsed_s: start.elapsed().as_secs_f64() });
+            if self.staged.records.len() >= self.opts.commit_every_chunks
+                || (last_commit.elapsed().as_secs_f64() >= self.opts.commit_every_secs && !self.staged.files.is_empty())
+            {
+                self.commit(on)?;
+                last_commit = Instant::now();
+            }
+        }
+        report.chunks_added += self.embed_pending(pending)? as u64;
+        self.commit(on)?;
+        if self.needs_compaction() {
+            self.compact(on)?;
+        }
+        report.generation = self.manifest.generation;
+        report.elapsed_s = start.elapsed().as_secs_f64();
+        report.chunks_per_s = report.chunks_added as f64 / report.elapsed_s.max(1e-9);
+        Ok(report)
+    }
+
+    /// Indexes in-memory documents (evaluation collections) as one chunk each, keyed by `key`:
+    /// the model sees the first `max_seq_len` tokens, BM25 the whole text.
+    pub fn index_records(&mut self, docs: &[(String, String)], on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
+        let start = Instant::now();
+        let mut report = IndexReport { files_seen: docs.len(), ..Default::default() };
+        for (i, batch) in docs.chunks(256).enumerate() {
+            let mut pending = Vec::new();
+            for (key, text) in batch {
+                let hash = hex(&Sha256::digest(text.as_bytes()));
+                if self.manifest.files.get(key).is_some_and(|e| e.hash == hash) {
+                    report.files_unchanged += 1;
+                    continue;
+                }
+                let lines = text.lines().count().max(1);
+                let c = chunk::Chunk {
+                    text: text.clone(),
+                    start_byte: 0,
+                    end_byte: text.len(),
+                    start_line: 1,
+                    end_line: lines,
+                    heading: None,
+                };
+                let entry = FileEntry { hash, size: text.len() as u64, mtime: 0, kind: ingest::DocKind::Text, chunks: (0, 0) };
+                pending.push((key.clone(), entry, vec![c]));
+                report.files_indexed += 1;
+            }
+            report.chunks_added += self.embed_pending(pending)? as u64;
+            let done = ((i + 1) * 256).min(docs.len());
+            on(Progress::File { done, total: docs.len(), chunks: report.chunks_added, elapsed_s: start.elapsed().as_secs_f64() });
+            if self.staged.records.len() >= self.opts.commit_every_chunks {
+                self.commit(on)?;
+            }
+        }
+        self.commit(on)?;
+        report.generation = self.manifest.generation;
+        report.elapsed_s = start.elapsed().as_secs_f64();
+        report.chunks_per_s = report.chunks_added as f64 / report.elapsed_s.max(1e-9);
+        Ok(report)
+    }
+
+    /// Stat, hash and (if changed) read and chunk one file.
+    fn prepare(&self, path: &Path, key: &str) -> std::result::Result<Prepared, String> {
+        let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+        let size = meta.len();
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let old = self.manifest.files.get(key);
+        if let Some(old) = old {
+            if old.size == size && old.mtime == mtime {
+                return Ok(Prepared::Unchanged);
+            }
+        }
+        if size > self.opts.walk.max_bytes {
+            return Err(format!("{size} bytes is over the {} byte limit (--max-file-size)", self.opts.walk.max_bytes));
+        }
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        let hash = hex(&Sha256::digest(&bytes));
+        if let Some(old) = old {
+            if old.hash == hash {
+                return Ok(Prepared::Touched(FileEntry { mtime, size, ..old.clone() }));
+            }
+        }
+        let reader = ingest::readers()
+            .into_iter()
+            .find(|r| r.accepts(path))
+            .ok_or_else(|| "no reader for this file type".to_string())?;
+        let doc = reader.read(path, &bytes).map_err(|e| e.to_string())?;
+        let tok = self.embedder.tokenizer();
+        let chunks = chunk::chunk(&doc.text, doc.kind, &self.manifest.chunking, &|s| tok.token_spans(s));
+        Ok(Prepared::Changed(FileEntry { hash, size, mtime, kind: doc.kind, chunks: (0, 0) }, chunks))
+    }
+
+    /// Embeds the chunks of several files at once and stages them with fresh ids.
+    fn embed_pending(&mut self, pending: Vec<(String, FileEntry, Vec<chunk::Chunk>)>) -> Result<usize> {
+        let texts: Vec<String> = pending
+            .iter()
+            .flat_map(|(_, _, cs)| cs.iter().map(|c| indexed_text(c.heading.as_deref(), &c.text)))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.embedder.embed(&refs)?;
+        let mut vi = 0;
+        let mut n = 0;
+        for (key, mut entry, cs) in pending {
+            let first = self.manifest.next_chunk_id;
+            for c in cs {
+                let id = self.manifest.next_chunk_id;
+                self.manifest.next_chunk_id += 1;
+                self.staged.delta.add(id, &vectors[vi])?;
+                self.staged.texts.push((id, texts[vi].clone()));
+                self.staged.records.push(ChunkRecord {
+                    id,
+                    start_byte: c.start_byte as u64,
+                    end_byte: c.end_byte as u64,
+                    start_line: c.start_line as u32,
+                    end_line: c.end_line as u32,
+                    heading: c.heading,
+                    text: c.text,
+                });
+                vi += 1;
+                n += 1;
+            }
+            entry.chunks = (first, self.manifest.next_chunk_id);
+            self.staged.files.push((key, entry));
+        }
+        Ok(n)
+    }
+
+    fn write_data_file(&self, name: &str, bytes: &[u8]) -> Result<FileRef> {
+        crate::fsutil::write_atomic(&self.dir.join(name), bytes)?;
+        Ok(FileRef { name: name.to_string(), first: 0, end: 0, bytes: bytes.len() as u64, crc32: crc32fast::hash(bytes) })
+    }
+
+    /// Writes staged data files, then the manifest (the commit point).
+    pub fn commit(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
+        let gen = self.manifest.generation + 1;
+        if !self.staged.records.is_empty() {
+            let first = self.staged.records[0].id;
+            let end = self.staged.records.last().unwrap().id + 1;
+            let mut c = self.write_data_file(&format!("chunks-{gen:08}.seg"), &chunks::encode(&self.staged.records)?)?;
+            (c.first, c.end) = (first, end);
+            let docs: Vec<(u64, &str)> = self.staged.texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+            let mut l = self.write_data_file(&format!("lex-{gen:08}.bm25"), &lexical::encode(&self.analyzer, &docs)?)?;
+            (l.first, l.end) = (first, end);
+            let name = format!("vec-{gen:08}.usearch");
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            self.staged.delta.save(&tmp)?;
+            let bytes = fs::read(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            fs::rename(&tmp, self.dir.join(&name)).map_err(|e| Error::io(&tmp, e))?;
+            let v = FileRef { name, first, end, bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) };
+            self.manifest.chunk_files.push(c);
+            self.manifest.lexical_files.push(l);
+            self.manifest.vector_files.push(v);
+        }
+        for (key, entry) in self.staged.files.drain(..) {
+            self.manifest.files.insert(key, entry);
+        }
+        for key in self.staged.removed.drain(..) {
+            self.manifest.files.remove(&key);
+        }
+        self.manifest.commit(&self.dir)?;
+        self.staged.records.clear();
+        self.staged.texts.clear();
+        self.staged.delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
+        on(Progress::Committed {
+            generation: self.manifest.generation,
+            files: self.manifest.files.len(),
+            chunks: self.manifest.live_chunks(),
+        });
+        Ok(())
+    }
+
+    /// Removes every indexed file at or under `path`; returns how many.
+    pub fn remove(&mut self, path: &Path) -> Result<usize> {
+        let p = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).to_string_lossy().into_owned();
+        let gone: Vec<String> = self.manifest.files.keys().filter(|k| is_under(k, &p)).cloned().collect();
+        let n = gone.len();
+        self.staged.removed.extend(gone);
+        self.manifest.roots.retain(|r| !is_under(r, &p));
+        if !self.manifest.excluded.contains(&p) {
+            self.manifest.excluded.push(p);
+        }
+        self.commit(&mut |_| {})?;
+        Ok(n)
+    }
+
+    fn needs_compaction(&self) -> bool {
+        let stored: u64 = self.manifest.vector_files.iter().map(|f| f.end.saturating_sub(f.first)).sum();
+        let live = self.manifest.live_chunks();
+        self.manifest.vector_files.len() > 8 || (stored > 1000 && stored > live + live / 3)
+    }
+
+    /// Rewrites all live chunks into one file of each kind; dead chunks are dropped.
+    pub fn compact(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
+        self.commit(on)?;
+        let reader = IndexReader::open(&self.dir)?;
+        let records = reader.all_records()?;
+        let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
+        for r in &records {
+            let v = reader
+                .vector(r.id)?
+                .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {} has no stored vector", r.id)))?;
+            delta.add(r.id, &v)?;
+        }
+        let texts: Vec<(u64, String)> =
+            records.iter().map(|r| (r.id, indexed_text(r.heading.as_deref(), &r.text))).collect();
+        drop(reader);
+        let old: Vec<String> = self.manifest.referenced().map(String::from).collect();
+        self.manifest.chunk_files.clear();
+        self.manifest.lexical_files.clear();
+        self.manifest.vector_files.clear();
+        self.staged.records = records;
+        self.staged.texts = texts;
+        self.staged.delta = delta;
+        if self.staged.records.is_empty() {
+            self.manifest.commit(&self.dir)?;
+        } else {
+            self.commit(on)?;
+        }
+        for name in old {
+            let _ = fs::remove_file(self.dir.join(name));
+        }
+        Ok(())
+    }
+}
+
+enum Prepared {
+    Unchanged,
+    /// Same content, new mtime.
+    Touched(FileEntry),
+    Changed(FileEntry, Vec<chunk::Chunk>),
+}
+
+fn is_under(path: &str, root: &str) -> bool {
+    path == root || (path.starts_with(root) && (root.ends_with('/') || path[root.len()..].starts_with('/')))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

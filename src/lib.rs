@@ -1,0 +1,34 @@
+//! ponder: offline, on-device semantic search.
+//!
+//! The crate follows the data flow. Stages present so far:
+//! - [`ingest`]: walking a person's files (ignore files, hidden files, symlinks, size limits)
+//!   and reading each type (text, Markdown, code, HTML, PDF) into a document's text;
+//! - [`chunk`]: cutting a document along its structure into chunks within a token budget;
+//! - [`model`]: model configuration, architecture layouts, Hugging Face loading, ponder's
+//!   own model file format, quantization, the embedded default model;
+//! - [`embed`]: tokenization, the encoder runtimes (native CPU with int8 kernels, burn on
+//!   wgpu/flex), pooling, batching;
+//! - [`device`]: choosing where the encoder runs;
+//! - [`index`]: the on-disk index (manifest, chunk store, usearch vectors, BM25), its writer
+//!   and reader;
+//! - [`retrieve`]: dense, lexical and hybrid retrieval for one or several queries;
+//! - [`fuse`]: reciprocal-rank and weighted-score fusion;
+//! - [`present`]: results, snippets and highlighting.
+//!
+//! Libraries return [`Error`]; the `ponder` binary reports it.
+
+pub mod chunk;
+pub mod device;
+pub mod eval;
+pub mod embed;
+pub mod error;
+pub mod fsutil;
+pub mod fuse;
+pub mod index;
+pub mod ingest;
+pub mod model;
+pub mod present;
+pub mod retrieve;
+
+pub use embed::Embedder;
+pub use error::{Error, Result};

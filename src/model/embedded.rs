@@ -1,0 +1,12 @@
+//! The default model (all-MiniLM-L6-v2, int8), compiled into the binary so that a fresh
+//! install works offline from any directory. See `models/PROVENANCE.md`.
+
+#[repr(C, align(64))]
+struct Aligned<B: ?Sized> {
+    bytes: B,
+}
+
+static DEFAULT: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../../models/all-MiniLM-L6-v2.int8.ponder") };
+
+/// Bytes of the embedded default model file (64-byte aligned).
+pub static DEFAULT_MODEL: &[u8] = &DEFAULT.bytes;

@@ -1,0 +1,236 @@
+//! ponder's model file: one self-contained file holding config, tokenizer and tensors.
+//!
+//! ```text
+//! "PONDRMDL" | u32 format version | u32 header length | header (postcard) | pad to 64
+//! | data section (each blob 64-byte aligned, zstd only where it saves >= 20%)
+//! | footer: u32 CRC32 of every byte before it | u32 format version | "PNDRMEND"
+//! ```
+//! Uncompressed tensors are read in place from the memory map (or from the binary for the
+//! embedded model), so loading costs a checksum pass and no copy.
+
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::arch::{self, TensorKind};
+use super::config::ModelConfig;
+use super::quant;
+use super::weights::{Bytes, DType, ModelWeights, WeightTensor};
+use super::Precision;
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"PONDRMDL";
+const FOOTER_MAGIC: &[u8; 8] = b"PNDRMEND";
+/// Bumped whenever the layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+const ALIGN: usize = 64;
+const FOOTER_LEN: usize = 16;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    config: ModelConfig,
+    precision: Precision,
+    provenance: String,
+    tokenizer: Section,
+    tensors: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+struct Section {
+    /// Offset from the start of the data section.
+    offset: u64,
+    len: u64,
+    zstd: bool,
+    raw_len: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    name: String,
+    dtype: DType,
+    shape: Vec<u64>,
+    data: Section,
+    scales: Option<Section>,
+}
+
+/// Storage type of each tensor kind at a given precision.
+fn storage(kind: TensorKind, precision: Precision) -> DType {
+    match (precision, kind) {
+        (_, TensorKind::Vector) | (Precision::F32, _) => DType::F32,
+        (Precision::F16, _) | (Precision::Int8, TensorKind::Embedding) => DType::F16,
+        (Precision::Int8, TensorKind::Linear) => DType::I8,
+    }
+}
+
+struct DataWriter {
+    buf: Vec<u8>,
+}
+
+impl DataWriter {
+    fn push(&mut self, raw: &[u8], try_zstd: bool) -> Result<Section> {
+        while self.buf.len() % ALIGN != 0 {
+            self.buf.push(0);
+        }
+        let offset = self.buf.len() as u64;
+        if try_zstd && !raw.is_empty() {
+            let packed = zstd::bulk::compress(raw, 19).map_err(|e| Error::Config(format!("zstd: {e}")))?;
+            if packed.len() * 5 <= raw.len() * 4 {
+                self.buf.extend_from_slice(&packed);
+                return Ok(Section { offset, len: packed.len() as u64, zstd: true, raw_len: raw.len() as u64 });
+            }
+        }
+        self.buf.extend_from_slice(raw);
+        Ok(Section { offset, len: raw.len() as u64, zstd: false, raw_len: raw.len() as u64 })
+    }
+}
+
+/// Serialises `weights` at `precision`.
+pub fn to_bytes(weights: &ModelWeights, precision: Precision, provenance: &str) -> Result<Vec<u8>> {
+    weights.validate()?;
+    let mut data = DataWriter { buf: Vec::new() };
+    let tokenizer = data.push(&weights.tokenizer_json, true)?;
+    let mut entries = Vec::new();
+    for spec in arch::layout(&weights.config) {
+        let t = quant::convert(weights.get(&spec.name)?, storage(spec.kind, precision));
+        let section = data.push(t.data.as_slice(), true)?;
+        let scales = match &t.scales {
+            Some(s) => {
+                let raw: Vec<u8> = s.iter().flat_map(|v| v.to_le_bytes()).collect();
+                Some(data.push(&raw, false)?)
+            }
+            None => None,
+        };
+        entries.push(Entry {
+            name: spec.name,
+            dtype: t.dtype,
+            shape: t.shape.iter().map(|&d| d as u64).collect(),
+            data: section,
+            scales,
+        });
+    }
+    let header = Header {
+        config: weights.config.clone(),
+        precision,
+        provenance: provenance.to_string(),
+        tokenizer,
+        tensors: entries,
+    };
+    let header_bytes = postcard::to_allocvec(&header).map_err(|e| Error::Config(format!("header: {e}")))?;
+    let mut out = Vec::with_capacity(header_bytes.len() + data.buf.len() + 256);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header_bytes);
+    while out.len() % ALIGN != 0 {
+        out.push(0);
+    }
+    out.extend_from_slice(&data.buf);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(FOOTER_MAGIC);
+    Ok(out)
+}
+
+/// Writes a model file atomically (temporary file, fsync, rename).
+pub fn write_file(weights: &ModelWeights, precision: Precision, provenance: &str, path: &Path) -> Result<()> {
+    let bytes = to_bytes(weights, precision, provenance)?;
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// Memory-maps and reads a model file.
+pub fn read_file(path: &Path) -> Result<ModelWeights> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: model files are written once, atomically, and never modified in place.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    read_bytes(Bytes::from_owner(Arc::new(map)), path)
+}
+
+/// Reads a model from bytes, checking magic, version and checksum.
+pub fn read_bytes(bytes: Bytes, path: &Path) -> Result<ModelWeights> {
+    let b = bytes.as_slice();
+    let corrupt = |m: String| Error::corrupt(path, m);
+    if b.len() < 16 + FOOTER_LEN || &b[..8] != MAGIC {
+        return Err(corrupt("not a ponder model file (bad magic)".into()));
+    }
+    let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "model format version {version}; this ponder reads version {FORMAT_VERSION}"
+        )));
+    }
+    let foot = &b[b.len() - FOOTER_LEN..];
+    if &foot[8..16] != FOOTER_MAGIC {
+        return Err(corrupt("truncated (no footer)".into()));
+    }
+    let stored_crc = u32::from_le_bytes(foot[0..4].try_into().unwrap());
+    let body_len = b.len() - FOOTER_LEN;
+    if crc32fast::hash(&b[..body_len]) != stored_crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let header_len = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+    if 16 + header_len > body_len {
+        return Err(corrupt("header runs past the end of the file".into()));
+    }
+    let header: Header =
+        postcard::from_bytes(&b[16..16 + header_len]).map_err(|e| corrupt(format!("header: {e}")))?;
+    let data_start = (16 + header_len).div_ceil(ALIGN) * ALIGN;
+
+    let section = |s: &Section| -> Result<Bytes> {
+        let start = data_start as u64 + s.offset;
+        let end = start.checked_add(s.len).filter(|&e| e <= body_len as u64);
+        let Some(end) = end else {
+            return Err(corrupt("a section runs past the end of the file".into()));
+        };
+        let raw = bytes.slice(start as usize, (end - start) as usize);
+        if s.zstd {
+            let out = zstd::bulk::decompress(raw.as_slice(), s.raw_len as usize)
+                .map_err(|e| corrupt(format!("zstd: {e}")))?;
+            Ok(Bytes::from_vec(out))
+        } else {
+            Ok(raw)
+        }
+    };
+
+    let tokenizer_json = section(&header.tokenizer)?.as_slice().to_vec();
+    let mut tensors = BTreeMap::new();
+    for e in &header.tensors {
+        let data = section(&e.data)?;
+        let scales = match &e.scales {
+            Some(s) => {
+                let raw = section(s)?;
+                let v: Vec<f32> = raw
+                    .as_slice()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Some(Arc::new(v))
+            }
+            None => None,
+        };
+        let shape = e.shape.iter().map(|&d| d as usize).collect();
+        tensors.insert(e.name.clone(), WeightTensor { dtype: e.dtype, shape, data, scales });
+    }
+    let weights = ModelWeights {
+        config: header.config,
+        tokenizer_json,
+        tensors,
+        source: format!("{} ({:?}; {})", path.display(), header.precision, header.provenance),
+    };
+    weights.validate().map_err(|e| corrupt(e.to_string()))?;
+    Ok(weights)
+}
+
+/// The precision a model file was written at, without loading tensors.
+pub fn precision_of(weights: &ModelWeights) -> Precision {
+    if weights.tensors.values().any(|t| t.dtype == DType::I8) {
+        Precision::Int8
+    } else if weights.tensors.values().any(|t| t.dtype == DType::F16) {
+        Precision::F16
+    } else {
+        Precision::F32
+    }
+}

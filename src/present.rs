@@ -1,0 +1,113 @@
+//! Presentation: turning ranked chunks into results a person (or an agent) reads —
+//! path, score, line range, and a snippet with the query's terms highlighted.
+
+use serde::Serialize;
+
+use crate::index::lexical::Analyzer;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Hit {
+    pub path: String,
+    pub score: f32,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub heading: Option<String>,
+    pub text: String,
+    /// Byte ranges in `text` that match query terms.
+    pub highlights: Vec<(usize, usize)>,
+    pub chunk_id: u64,
+}
+
+/// Byte ranges of words in `text` whose analyzed form is one of `terms`.
+pub fn matches(text: &str, terms: &[String], analyzer: &Analyzer) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let check = |s: usize, e: usize, out: &mut Vec<(usize, usize)>| {
+        let w = &text[s..e];
+        if let Some(t) = analyzer.terms(w).first() {
+            if terms.contains(t) {
+                out.push((s, e));
+            }
+        }
+    };
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            check(s, i, &mut out);
+        }
+    }
+    if let Some(s) = start {
+        check(s, text.len(), &mut out);
+    }
+    out
+}
+
+/// A window of about `width` bytes of `text` holding the most highlights, on char boundaries,
+/// with highlight ranges relative to the window.
+pub fn snippet(text: &str, highlights: &[(usize, usize)], width: usize) -> (String, Vec<(usize, usize)>) {
+    let text_trim = text.trim_end();
+    if text_trim.len() <= width {
+        return (text_trim.to_string(), highlights.iter().copied().filter(|h| h.1 <= text_trim.len()).collect());
+    }
+    let mut best = (0usize, 0usize);
+    for (i, h) in highlights.iter().enumerate() {
+        let n = highlights[i..].iter().take_while(|x| x.1 <= h.0 + width).count();
+        if n > best.1 {
+            best = (h.0.saturating_sub(width / 6), n);
+        }
+    }
+    let floor = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let start = floor(best.0.min(text.len()));
+    let end = floor((start + width).min(text.len()));
+    let hs = highlights.iter().filter(|h| h.0 >= start && h.1 <= end).map(|h| (h.0 - start, h.1 - start)).collect();
+    (text[start..end].to_string(), hs)
+}
+
+/// Renders a snippet with highlights wrapped in `open`/`close`, whitespace collapsed.
+pub fn render(snippet: &str, highlights: &[(usize, usize)], open: &str, close: &str) -> String {
+    let mut out = String::new();
+    let mut at = 0;
+    for &(s, e) in highlights {
+        out.push_str(&snippet[at..s]);
+        out.push_str(open);
+        out.push_str(&snippet[s..e]);
+        out.push_str(close);
+        at = e;
+    }
+    out.push_str(&snippet[at..]);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlights_stemmed_matches() {
+        let a = Analyzer::default();
+        let terms = a.terms("running dogs");
+        let text = "The dog ran. Dogs were running; a runner watched.";
+        let m = matches(text, &terms, &a);
+        let words: Vec<&str> = m.iter().map(|&(s, e)| &text[s..e]).collect();
+        assert_eq!(words, vec!["dog", "Dogs", "running"]);
+        let (snip, hs) = snippet(text, &m, 1000);
+        assert_eq!(render(&snip, &hs, "[", "]"), "The [dog] ran. [Dogs] were [running]; a runner watched.");
+    }
+
+    #[test]
+    fn snippet_window_is_on_char_boundaries() {
+        let text = "é".repeat(300) + " target " + &"ü".repeat(300);
+        let a = Analyzer::default();
+        let m = matches(&text, &a.terms("target"), &a);
+        let (s, hs) = snippet(&text, &m, 100);
+        assert!(s.len() <= 100);
+        assert_eq!(hs.len(), 1);
+        assert_eq!(&s[hs[0].0..hs[0].1], "target");
+    }
+}

@@ -1,0 +1,187 @@
+//! Retrieval: a query (or several) → ranked chunk ids, by dense, lexical or hybrid search
+//! over an opened index, with the index's query instruction applied to queries only.
+
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::fuse::{self, Fusion};
+use crate::index::IndexReader;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Mode {
+    #[default]
+    Hybrid,
+    Dense,
+    Lexical,
+}
+
+/// Dense pseudo-relevance feedback (Rocchio): `q' = q + beta * mean(top docs)`, renormalised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rocchio {
+    pub docs: usize,
+    pub beta: f32,
+}
+
+/// Lexical pseudo-relevance feedback (RM3): expansion terms from the top BM25 documents.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rm3 {
+    pub docs: usize,
+    pub terms: usize,
+    /// Weight of the original query (Anserini's default 0.5).
+    pub original_weight: f32,
+}
+
+/// What to do with a query longer than the model's window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LongQuery {
+    /// The model sees the first window only.
+    Truncate,
+    /// Split into windows, embed each, and search with their normalised mean.
+    #[default]
+    Split,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    pub k: usize,
+    pub mode: Mode,
+    pub fusion: Fusion,
+    /// Candidates taken from each retriever before fusion.
+    pub candidates: usize,
+    /// Exact (brute-force) vector search instead of HNSW.
+    pub exact: bool,
+    pub rocchio: Option<Rocchio>,
+    pub rm3: Option<Rm3>,
+    pub long_query: LongQuery,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 10,
+            mode: Mode::Hybrid,
+            fusion: Fusion::default(),
+            candidates: 100,
+            exact: false,
+            rocchio: None,
+            rm3: None,
+            long_query: LongQuery::default(),
+        }
+    }
+}
+
+pub struct Searcher<'a> {
+    pub reader: &'a IndexReader,
+    pub embedder: &'a Embedder,
+}
+
+impl<'a> Searcher<'a> {
+    /// The text the dense model sees for a query.
+    pub fn dense_query(&self, query: &str) -> String {
+        match &self.reader.manifest.query_instruction {
+            Some(i) => format!("{i} {query}"),
+            None => query.to_string(),
+        }
+    }
+
+    /// The query vector: one window, or the normalised mean of its windows.
+    pub fn query_vector(&self, query: &str, long: LongQuery) -> Result<Vec<f32>> {
+        let text = self.dense_query(query);
+        let tok = self.embedder.tokenizer();
+        let window = tok.max_len().saturating_sub(2).max(1);
+        let spans = tok.token_spans(&text);
+        if long == LongQuery::Truncate || spans.len() <= window {
+            return Ok(self.embedder.embed(&[&text])?.remove(0));
+        }
+        let parts: Vec<&str> = spans
+            .chunks(window)
+            .map(|w| &text[w[0].0..w[w.len() - 1].1])
+            .collect();
+        let vecs = self.embedder.embed(&parts)?;
+        let mut mean = vec![0f32; vecs[0].len()];
+        for v in &vecs {
+            for (m, x) in mean.iter_mut().zip(v) {
+                *m += x;
+            }
+        }
+        crate::embed::native::l2_normalize(&mut mean);
+        Ok(mean)
+    }
+
+    fn dense_list(&self, query: &str, n: usize, opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
+        let mut q = self.query_vector(query, opts.long_query)?;
+        let first = self.reader.dense(&q, n, opts.exact)?;
+        let Some(r) = opts.rocchio else { return Ok(first) };
+        let mut centroid = vec![0f32; q.len()];
+        let mut used = 0;
+        for (id, _) in first.iter().take(r.docs) {
+            if let Some(mut v) = self.reader.vector(*id)? {
+                crate::embed::native::l2_normalize(&mut v);
+                centroid.iter_mut().zip(&v).for_each(|(c, x)| *c += x);
+                used += 1;
+            }
+        }
+        if used == 0 {
+            return Ok(first);
+        }
+        for (a, c) in q.iter_mut().zip(&centroid) {
+            *a += r.beta * c / used as f32;
+        }
+        crate::embed::native::l2_normalize(&mut q);
+        self.reader.dense(&q, n, opts.exact)
+    }
+
+    fn lexical_list(&self, query: &str, n: usize, opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
+        let first = self.reader.lexical(query, n)?;
+        let Some(r) = opts.rm3 else { return Ok(first) };
+        let lex = &self.reader.lexical;
+        // P(t | R): term distributions of the feedback documents, weighted by normalised score.
+        let top: Vec<(u64, f32)> = first.iter().take(r.docs).copied().collect();
+        let total: f32 = top.iter().map(|x| x.1).sum();
+        if top.is_empty() || total <= 0.0 {
+            return Ok(first);
+        }
+        let mut expansion: std::collections::HashMap<String, f32> = std::collections::HashMap::new();
+        for (id, score) in &top {
+            let Some(hit) = self.reader.chunk(*id)? else { continue };
+            let terms = lex.analyzer.terms(&crate::index::writer::indexed_text(hit.record.heading.as_deref(), &hit.record.text));
+            let len = terms.len().max(1) as f32;
+            for t in terms {
+                *expansion.entry(t).or_default() += score / total / len;
+            }
+        }
+        let mut exp: Vec<(String, f32)> = expansion.into_iter().collect();
+        exp.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        exp.truncate(r.terms);
+        let exp_sum: f32 = exp.iter().map(|x| x.1).sum::<f32>().max(1e-9);
+        let original = lex.analyzer.terms(query);
+        let mut weights: std::collections::HashMap<String, f32> = std::collections::HashMap::new();
+        for t in &original {
+            *weights.entry(t.clone()).or_default() += r.original_weight / original.len().max(1) as f32;
+        }
+        for (t, w) in exp {
+            *weights.entry(t).or_default() += (1.0 - r.original_weight) * w / exp_sum;
+        }
+        lex.search_weighted(&weights, n, &self.reader.live)
+    }
+
+    /// Ranked (chunk id, score) for one or more queries; several queries are fused by RRF.
+    pub fn search(&self, queries: &[String], opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
+        let n = opts.candidates.max(opts.k);
+        let mut per_query = Vec::new();
+        for q in queries {
+            let list = match opts.mode {
+                Mode::Dense => self.dense_list(q, n, opts)?,
+                Mode::Lexical => self.lexical_list(q, n, opts)?,
+                Mode::Hybrid => {
+                    let d = self.dense_list(q, n, opts)?;
+                    let l = self.lexical_list(q, n, opts)?;
+                    fuse::fuse(&d, &l, opts.fusion)
+                }
+            };
+            per_query.push(list);
+        }
+        let mut out = if per_query.len() == 1 { per_query.pop().unwrap() } else { fuse::rrf(&per_query, 60.0) };
+        out.truncate(opts.k);
+        Ok(out)
+    }
+}

@@ -1,0 +1,279 @@
+//! The engine end to end through the `ponder` binary: indexing, incremental updates,
+//! searching, model mixing, corruption, crash safety and bad input.
+
+mod common;
+
+use common::TempDir;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn ponder(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(args)
+        .env("PONDER_NO_GPU", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = ponder(args);
+    assert!(out.status.success(), "ponder {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn search_json(index: &Path, query: &str, mode: &str) -> Vec<serde_json::Value> {
+    ok(&["search", query, "--index", index.to_str().unwrap(), "--json", "--mode", mode, "-k", "5"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn status(index: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&["status", "--index", index.to_str().unwrap(), "--json"])).unwrap()
+}
+
+fn corpus(dir: &Path) {
+    write(dir, "bread.md", "# Sourdough\n\nLet the dough proof overnight in the fridge for twelve hours.\n\n## Baking\n\nBake at 250 degrees with steam for twenty minutes.\n");
+    write(dir, "plants.txt", "C4 plants concentrate carbon dioxide around RuBisCO, so photorespiration wastes less energy in hot climates.\n");
+    write(dir, "cache.rs", "/// Evicts the least recently used entry when the cache is full.\nfn evict(&mut self) {\n    self.order.pop_back();\n}\n");
+    write(dir, "page.html", "<html><head><title>Winter plants</title><script>var x = 'ignore me';</script></head><body><h1>Watering</h1><p>Water a fiddle leaf fig less often in winter.</p></body></html>");
+}
+
+#[test]
+fn index_search_and_json_output() {
+    let t = TempDir::new("ix-basic");
+    let docs = t.path().join("docs");
+    corpus(&docs);
+    let index = t.path().join("index");
+    let idx = index.to_str().unwrap();
+    ok(&["index", docs.to_str().unwrap(), "--index", idx, "--progress", "none"]);
+    let st = status(&index);
+    assert_eq!(st["files"], 4);
+    assert!(st["chunks"].as_u64().unwrap() >= 4);
+    assert_eq!(st["vectors"], "i8");
+    for mode in ["hybrid", "dense", "lexical"] {
+        let hits = search_json(&index, "how long should the dough proof overnight", mode);
+        assert!(!hits.is_empty(), "{mode}");
+        let top = &hits[0];
+        assert!(top["path"].as_str().unwrap().ends_with("bread.md"), "{mode}: {top}");
+        for key in ["path", "score", "start_line", "end_line", "text"] {
+            assert!(!top[key].is_null(), "{mode}: missing {key}");
+        }
+        assert!(top["start_line"].as_u64().unwrap() >= 1);
+    }
+    let hits = search_json(&index, "evict least recently used", "hybrid");
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("cache.rs"));
+    // HTML is indexed as text: the script is gone.
+    let hits = search_json(&index, "fiddle leaf fig winter watering", "hybrid");
+    let top = &hits[0];
+    assert!(top["path"].as_str().unwrap().ends_with("page.html"));
+    assert!(!top["text"].as_str().unwrap().contains("ignore me"));
+    // Human output highlights query terms.
+    let human = ok(&["search", "photorespiration hot climates", "--index", idx]);
+    assert!(human.contains("plants.txt") && human.contains("**photorespiration**"), "{human}");
+}
+
+#[test]
+fn several_queries_fuse_into_one_ranking() {
+    let t = TempDir::new("ix-multi");
+    let docs = t.path().join("docs");
+    corpus(&docs);
+    let index = t.path().join("index");
+    let idx = index.to_str().unwrap();
+    ok(&["index", docs.to_str().unwrap(), "--index", idx, "--progress", "none"]);
+    let ids = |out: String| -> Vec<u64> {
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["chunk_id"].as_u64().unwrap()).collect()
+    };
+    let q1 = ids(ok(&["search", "dough", "--index", idx, "--json", "-k", "100"]));
+    let q2 = ids(ok(&["search", "RuBisCO carbon", "--index", idx, "--json", "-k", "100"]));
+    // Reciprocal-rank fusion of the two rankings, computed here independently.
+    let mut want: Vec<(u64, f64)> = q1.iter().chain(&q2).copied().collect::<std::collections::BTreeSet<u64>>().into_iter().map(|id| {
+        let rr = |list: &Vec<u64>| list.iter().position(|&x| x == id).map_or(0.0, |p| 1.0 / (61.0 + p as f64));
+        (id, rr(&q1) + rr(&q2))
+    }).collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let want: Vec<u64> = want.iter().take(3).map(|x| x.0).collect();
+    let fused = ids(ok(&["search", "dough", "--query", "RuBisCO carbon", "--index", idx, "--json", "-k", "3"]));
+    assert_eq!(fused, want);
+    // The same through stdin, as an agent would send them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["search", "--index", idx, "--json", "-k", "3"])
+        .env("PONDER_NO_GPU", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(br#"["dough", "RuBisCO carbon"]"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(ids(String::from_utf8(out.stdout).unwrap()), want);
+}
+
+#[test]
+fn reindexing_embeds_only_changed_files_and_drops_deleted_ones() {
+    let t = TempDir::new("ix-incr");
+    let docs = t.path().join("docs");
+    corpus(&docs);
+    let index = t.path().join("index");
+    let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());
+    let first = ponder(&["index", d, "--index", idx, "--progress", "none"]);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("4 indexed, 0 unchanged"));
+    // Same content, new mtime: not re-embedded.
+    let p = docs.join("plants.txt");
+    let text = std::fs::read(&p).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&p, &text).unwrap();
+    write(&docs, "bread.md", "# Sourdough\n\nA completely new recipe with rye flour and caraway seeds.\n");
+    std::fs::remove_file(docs.join("cache.rs")).unwrap();
+    let again = ponder(&["index", d, "--index", idx, "--progress", "none"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("1 indexed, 2 unchanged, 1 removed"), "{err}");
+    assert_eq!(status(&index)["files"], 3);
+    let hits = search_json(&index, "evict least recently used entry", "lexical");
+    assert!(hits.iter().all(|h| !h["path"].as_str().unwrap().ends_with("cache.rs")), "deleted file still found");
+    let hits = search_json(&index, "rye caraway", "hybrid");
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("bread.md"));
+    assert!(hits.iter().all(|h| !h["text"].as_str().unwrap().contains("overnight")), "old chunk of a changed file");
+    // Re-running with no paths re-indexes the recorded roots.
+    let third = ponder(&["index", "--index", idx, "--progress", "none"]);
+    assert!(String::from_utf8_lossy(&third.stderr).contains("0 indexed, 3 unchanged"));
+    // remove: gone, and it stays gone when its folder is re-indexed ...
+    ok(&["remove", docs.join("plants.txt").to_str().unwrap(), "--index", idx]);
+    assert_eq!(status(&index)["files"], 2);
+    ok(&["index", d, "--index", idx, "--progress", "none"]);
+    assert_eq!(status(&index)["files"], 2);
+    // ... until it is indexed explicitly.
+    ok(&["index", docs.join("plants.txt").to_str().unwrap(), "--index", idx, "--progress", "none"]);
+    assert_eq!(status(&index)["files"], 3);
+    ok(&["remove", docs.join("plants.txt").to_str().unwrap(), "--index", idx]);
+    // compaction keeps results
+    ok(&["index", "--index", idx, "--compact", "--progress", "none"]);
+    let st = status(&index);
+    assert_eq!(st["files"], 2);
+    assert_eq!(st["vector_files"], 1);
+    let hits = search_json(&index, "rye caraway", "dense");
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("bread.md"));
+}
+
+#[test]
+fn an_index_refuses_to_mix_models_and_records_its_instruction() {
+    let t = TempDir::new("ix-mix");
+    let docs = t.path().join("docs");
+    corpus(&docs);
+    let index = t.path().join("index");
+    let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());
+    ok(&["index", d, "--index", idx, "--progress", "none", "--instruction", "Given a question, retrieve notes that answer it"]);
+    assert_eq!(status(&index)["query_instruction"], "Given a question, retrieve notes that answer it");
+    let out = ponder(&["index", d, "--index", idx, "--precision", "f32", "--progress", "none"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to mix"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Search still works with the instruction applied.
+    assert!(!search_json(&index, "dough", "dense").is_empty());
+}
+
+#[test]
+fn corrupt_files_are_named_and_rebuild_recovers() {
+    let t = TempDir::new("ix-corrupt");
+    let docs = t.path().join("docs");
+    corpus(&docs);
+    let index = t.path().join("index");
+    let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());
+    ok(&["index", d, "--index", idx, "--progress", "none"]);
+    for prefix in ["chunks-", "lex-", "vec-", "MANIFEST"] {
+        let file = std::fs::read_dir(&index)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap();
+        let good = std::fs::read(&file).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 0x5a;
+        std::fs::write(&file, &bad).unwrap();
+        let out = ponder(&["search", "dough", "--index", idx]);
+        assert!(!out.status.success(), "{prefix}: corrupt file not detected");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&*file.file_name().unwrap().to_string_lossy()), "{prefix}: {err}");
+        // Truncated too.
+        std::fs::write(&file, &good[..good.len() / 3]).unwrap();
+        assert!(!ponder(&["search", "dough", "--index", idx]).status.success());
+        if prefix == "MANIFEST" {
+            ok(&["index", d, "--index", idx, "--rebuild", "--progress", "none"]);
+        } else {
+            ok(&["index", "--index", idx, "--rebuild", "--progress", "none"]);
+        }
+        assert_eq!(status(&index)["files"], 4, "{prefix}: rebuild did not recover");
+        assert!(!search_json(&index, "dough", "hybrid").is_empty());
+    }
+}
+
+#[test]
+fn bad_input_is_skipped_or_handled_with_warnings() {
+    let t = TempDir::new("ix-bad");
+    let docs = t.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    write(&docs, "good.md", "# Good\n\nA perfectly ordinary note about tea.\n");
+    std::fs::write(docs.join("latin1.txt"), b"caf\xe9 cr\xe8me br\xfbl\xe9e and more text\n").unwrap();
+    std::fs::write(docs.join("empty.txt"), b"").unwrap();
+    std::fs::write(docs.join("binary.txt"), b"\x00\x01\x02\x03binary").unwrap();
+    // A 200 MB file (sparse: cheap to make).
+    let big = std::fs::File::create(docs.join("huge.txt")).unwrap();
+    big.set_len(200 * 1024 * 1024).unwrap();
+    drop(big);
+    // A 1 MB single line (long runs tokenize to [UNK], keeping the embedding work small;
+    // the chunker's own tests cover a 1 MB line of ordinary words).
+    let line = "oolong tea ".repeat(50) + &(("x".repeat(5000) + " ").repeat(210));
+    assert!(line.len() >= 1 << 20 && !line.contains('\n'));
+    std::fs::write(docs.join("oneline.txt"), &line).unwrap();
+    // A symlink loop and a dangling link.
+    std::os::unix::fs::symlink(&docs, docs.join("loop")).unwrap();
+    std::os::unix::fs::symlink(docs.join("nowhere.txt"), docs.join("dangling.txt")).unwrap();
+    let index = t.path().join("index");
+    let out = ponder(&["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "plain"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("huge.txt") && err.contains("limit"), "200 MB file not reported: {err}");
+    assert!(err.contains("binary.txt"), "binary file not reported: {err}");
+    let st = status(&index);
+    // good, latin1, empty, oneline
+    assert_eq!(st["files"], 4, "{st}");
+    let hits = search_json(&index, "crème brûlée", "lexical");
+    assert!(!hits.is_empty() || !search_json(&index, "caf", "lexical").is_empty());
+    let hits = search_json(&index, "oolong", "lexical");
+    assert!(hits.iter().any(|h| h["path"].as_str().unwrap().ends_with("oneline.txt")), "1 MB line not searchable");
+}
+
+#[test]
+fn files_vanishing_mid_run_do_not_break_indexing() {
+    let t = TempDir::new("ix-vanish");
+    let docs = t.path().join("docs");
+    for i in 0..300 {
+        write(&docs, &format!("n{i:03}.txt"), &format!("note {i} about topic {}\n", i % 17));
+    }
+    let index = t.path().join("index");
+    let child = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "none"])
+        .env("PONDER_NO_GPU", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in (0..300).step_by(3) {
+        let _ = std::fs::remove_file(docs.join(format!("n{i:03}.txt")));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = status(&index);
+    assert!(st["files"].as_u64().unwrap() >= 200);
+    // A second run converges on exactly what exists.
+    ok(&["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "none"]);
+    assert_eq!(status(&index)["files"], 200);
+}
