@@ -13,7 +13,8 @@
 //!   and reader;
 //! - [`retrieve`]: dense, lexical and hybrid retrieval for one or several queries;
 //! - [`fuse`]: reciprocal-rank and weighted-score fusion;
-//! - [`present`]: results, snippets and highlighting.
+//! - [`present`]: results, snippets and highlighting;
+//! - [`eval`]: BEIR/BRIGHT collections and trec_eval-style metrics.
 //!
 //! Libraries return [`Error`]; the `ponder` binary reports it.
 

@@ -107,15 +107,11 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantRows {
     let kp = k.div_ceil(4) * 4;
     let mut data = vec![128u8; m * kp];
     let mut scales = vec![0f32; m];
-    data.par_chunks_mut(kp).zip(scales.par_iter_mut()).enumerate().for_each(|(r, (out, s))| {
-        let row = &x[r * k..(r + 1) * k];
-        let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
-        let inv = 1.0 / scale;
-        for (o, v) in out.iter_mut().zip(row) {
-            *o = ((v * inv).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+    data.par_chunks_mut(kp * 16).zip(scales.par_chunks_mut(16)).enumerate().for_each(|(t, (out, s))| {
+        for (i, (o, sc)) in out.chunks_exact_mut(kp).zip(s.iter_mut()).enumerate() {
+            let r = t * 16 + i;
+            *sc = quantize_row(&x[r * k..(r + 1) * k], &mut o[..k]);
         }
-        *s = scale;
     });
     QuantRows { data, scales, kp }
 }
@@ -237,17 +233,17 @@ mod vnni {
 
 /// Dispatches a function body, compiled once per instruction set, on the CPU's features.
 macro_rules! simd_dispatch {
-    (fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
-        pub fn $name($($arg: $ty),*) {
+    (fn $name:ident($($arg:ident : $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn v512($($arg: $ty),*) { body($($arg),*) }
+                #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+                unsafe fn v512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn v256($($arg: $ty),*) { body($($arg),*) }
-                if is_x86_feature_detected!("avx512f") {
+                unsafe fn v256($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
                     // SAFETY: feature checked.
                     return unsafe { v512($($arg),*) };
                 }
@@ -276,16 +272,56 @@ fn exp_neg(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
+/// Sum with 16 independent lanes, so that the compiler can vectorize it.
+#[inline(always)]
+fn sum_lanes(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// Maximum with 16 independent lanes.
+#[inline(always)]
+fn max_lanes(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    acc.iter().chain(rest).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// Maximum absolute value with 16 independent lanes.
+#[inline(always)]
+fn amax_lanes(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] = acc[i].max(c[i].abs());
+        }
+    }
+    acc.iter().chain(rest.iter()).fold(0f32, |a, &b| a.max(b.abs()))
+}
+
 simd_dispatch! {
-    fn softmax_rows(x: &mut [f32], row_len: usize) {
+    fn softmax_rows(x: &mut [f32], row_len: usize, scale: f32) {
         for row in x.chunks_exact_mut(row_len) {
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut s = 0.0;
+            let m = max_lanes(row);
             for v in row.iter_mut() {
-                *v = exp_neg(*v - m);
-                s += *v;
+                *v = exp_neg((*v - m) * scale);
             }
-            let inv = 1.0 / s;
+            let inv = 1.0 / sum_lanes(row);
             for v in row.iter_mut() {
                 *v *= inv;
             }
@@ -293,21 +329,34 @@ simd_dispatch! {
     }
 }
 
+// One row to `u8 = round(x / scale) + 128`; returns the scale.
+simd_dispatch! {
+    fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
+        let amax = amax_lanes(row);
+        let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+        let inv = 1.0 / scale;
+        for (o, v) in out.iter_mut().zip(row) {
+            let q = (v * inv).clamp(-127.0, 127.0);
+            // Round half away from zero without a libm call, so the loop vectorizes.
+            *o = ((q + 0.5f32.copysign(q)) as i32 + 128) as u8;
+        }
+        scale
+    }
+}
+
 simd_dispatch! {
     fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let h = gamma.len();
+        let mut sq = vec![0f32; h];
         for (row, res) in x.chunks_exact_mut(h).zip(residual.chunks_exact(h)) {
-            let mut mean = 0.0f32;
             for (v, r) in row.iter_mut().zip(res) {
                 *v += *r;
-                mean += *v;
             }
-            mean /= h as f32;
-            let mut var = 0.0f32;
-            for v in row.iter() {
-                let d = *v - mean;
-                var += d * d;
+            let mean = sum_lanes(row) / h as f32;
+            for (d, v) in sq.iter_mut().zip(row.iter()) {
+                *d = (*v - mean) * (*v - mean);
             }
+            let var = sum_lanes(&sq);
             let inv = 1.0 / (var / h as f32 + eps).sqrt();
             for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
                 *v = (*v - mean) * inv * g + b;
@@ -319,9 +368,13 @@ simd_dispatch! {
 simd_dispatch! {
     fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let h = gamma.len();
+        let mut sq = vec![0f32; h];
         for row in x.chunks_exact_mut(h) {
-            let mean = row.iter().sum::<f32>() / h as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+            let mean = sum_lanes(row) / h as f32;
+            for (d, v) in sq.iter_mut().zip(row.iter()) {
+                *d = (*v - mean) * (*v - mean);
+            }
+            let var = sum_lanes(&sq) / h as f32;
             let inv = 1.0 / (var + eps).sqrt();
             for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
                 *v = (*v - mean) * inv * g + b;
@@ -420,7 +473,7 @@ mod tests {
     #[test]
     fn softmax_rows_sum_to_one() {
         let mut x = vec![1.0, 2.0, 3.0, -1e9, 0.5, 0.5, 0.5, 0.5];
-        softmax_rows(&mut x, 4);
+        softmax_rows(&mut x, 4, 1.0);
         assert!((x[..4].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[3] < 1e-30);
         assert!((x[4] - 0.25).abs() < 1e-6);

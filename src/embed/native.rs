@@ -157,7 +157,7 @@ impl NativeBert {
         let qkv = layer.qkv.forward(&x, m);
         let ctx = attention(&qkv, lens, cfg.num_heads, cfg.head_dim());
         let mut a = layer.o.forward(&ctx, m);
-        kernels::add_layer_norm(&mut a, &x, &layer.attn_ln.0, &layer.attn_ln.1, cfg.layer_norm_eps);
+        par_add_layer_norm(&mut a, &x, &layer.attn_ln, h, cfg.layer_norm_eps);
         let mut u = layer.up.forward(&a, m);
         u.par_chunks_mut(64 * cfg.intermediate_size).for_each(|c| match cfg.activation {
             Activation::Gelu => kernels::gelu_erf(c),
@@ -165,7 +165,7 @@ impl NativeBert {
         });
         let mut d = layer.down.forward(&u, m);
         debug_assert_eq!(d.len(), m * h);
-        kernels::add_layer_norm(&mut d, &a, &layer.ffn_ln.0, &layer.ffn_ln.1, cfg.layer_norm_eps);
+        par_add_layer_norm(&mut d, &a, &layer.ffn_ln, h, cfg.layer_norm_eps);
         d
     }
 
@@ -218,6 +218,13 @@ impl NativeBert {
     }
 }
 
+/// `x = LayerNorm(x + residual)`, 64 rows per task.
+fn par_add_layer_norm(x: &mut [f32], residual: &[f32], ln: &(Vec<f32>, Vec<f32>), h: usize, eps: f32) {
+    x.par_chunks_mut(64 * h)
+        .zip(residual.par_chunks(64 * h))
+        .for_each(|(xc, rc)| kernels::add_layer_norm(xc, rc, &ln.0, &ln.1, eps));
+}
+
 pub fn l2_normalize(v: &mut [f32]) {
     let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
     if n > 0.0 {
@@ -251,8 +258,8 @@ fn attention(qkv: &[f32], lens: &[usize], heads: usize, dh: usize) -> Vec<f32> {
                 &base[hd * dh..], 3 * h, 1,
                 &base[h + hd * dh..], 1, 3 * h,
             );
-            scores.iter_mut().for_each(|v| *v *= scale);
-            kernels::softmax_rows(&mut scores, len);
+            // softmax(scale * s): the max is taken before scaling, which is the same for scale > 0.
+            kernels::softmax_rows(&mut scores, len, scale);
             let mut out = vec![0f32; len * dh];
             kernels::gemm_f32_strided(
                 len, dh, len, &mut out, dh,
