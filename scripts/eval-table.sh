@@ -16,14 +16,15 @@ rows=(
   "dense, f32 model, f32 vectors, exact|--mode dense --exact --vectors f32 --model $hf --precision f32"
   "dense, int8 model, i8 vectors, HNSW|--mode dense"
   "lexical BM25 (k1=0.9, b=0.4)|--mode lexical"
-  "hybrid RRF k=60|--mode hybrid"
+  "hybrid RRF k=60|--mode hybrid --fusion rrf"
   "hybrid weighted 0.5|--mode hybrid --fusion weighted --dense-weight 0.5"
   "hybrid weighted 0.3|--mode hybrid --fusion weighted --dense-weight 0.3"
   "hybrid weighted 0.7|--mode hybrid --fusion weighted --dense-weight 0.7"
   "dense + Rocchio PRF (5 docs, beta 0.5)|--mode dense --prf-dense 5"
   "lexical + RM3 (10 docs, 10 terms)|--mode lexical --rm3 10"
-  "hybrid RRF + Rocchio + RM3|--mode hybrid --prf-dense 5 --rm3 10"
-  "dense, long queries truncated|--mode dense --long-query truncate"
+  "hybrid RRF + Rocchio + RM3|--mode hybrid --fusion rrf --prf-dense 5 --rm3 10"
+  "hybrid weighted 0.5 + Rocchio + RM3|--mode hybrid --prf-dense 5 --rm3 10"
+  "dense, long queries split (mean of windows)|--mode dense --long-query split"
 )
 [ "${1:-}" = "--quick" ] && rows=("${rows[@]:0:1}" "${rows[@]:4:3}")
 printf '| configuration |'; for s in "${sets[@]}"; do printf ' %s nDCG@10 | R@100 |' "$(basename "$(dirname "$s")")/$(basename "$s")"; done; echo

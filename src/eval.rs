@@ -254,6 +254,33 @@ mod tests {
     }
 
     #[test]
+    fn both_layouts_are_detected_and_loaded() {
+        let root = std::env::temp_dir().join(format!("ponder-eval-layouts-{}", std::process::id()));
+        let beir = root.join("beir");
+        std::fs::create_dir_all(beir.join("qrels")).unwrap();
+        std::fs::write(beir.join("corpus.jsonl"), "{\"_id\": \"d1\", \"title\": \"T\", \"text\": \"body\"}\n{\"_id\": \"d2\", \"text\": \"x\"}\n").unwrap();
+        std::fs::write(beir.join("queries.jsonl"), "{\"_id\": \"q1\", \"text\": \"what\"}\n{\"_id\": \"q9\", \"text\": \"unjudged\"}\n").unwrap();
+        std::fs::write(beir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq1\td1\t2\n").unwrap();
+        let c = Collection::load(&beir, "test").unwrap();
+        assert_eq!(c.docs, vec![("d1".to_string(), "T body".to_string()), ("d2".to_string(), "x".to_string())]);
+        assert_eq!(c.queries.len(), 1, "unjudged queries are dropped");
+        assert_eq!(c.qrels["q1"]["d1"], 2);
+
+        let bright = root.join("bright");
+        std::fs::create_dir_all(&bright).unwrap();
+        std::fs::write(bright.join("documents.jsonl"), "{\"id\": \"a\", \"content\": \"alpha\"}\n{\"id\": \"b\", \"content\": \"beta\"}\n").unwrap();
+        std::fs::write(bright.join("examples.jsonl"), "{\"id\": \"0\", \"query\": \"long post\", \"gold_ids\": [\"b\"], \"excluded_ids\": [\"a\"]}\n").unwrap();
+        let c = Collection::load(&bright, "test").unwrap();
+        assert_eq!(c.docs.len(), 2);
+        assert_eq!(c.queries, vec![("0".to_string(), "long post".to_string())]);
+        assert!(c.excluded["0"].contains("a"));
+        assert_eq!(c.qrels["0"]["b"], 1);
+
+        assert!(Collection::load(&root, "test").is_err(), "a directory of neither layout is an error");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn excluded_docs_are_dropped_before_scoring() {
         let mut c = Collection::default();
         c.queries.push(("q".into(), "query".into()));

@@ -79,8 +79,8 @@ fn stamp(source: &ModelSource, weights: &ModelWeights, embedder: &Embedder) -> M
 struct RetrievalArgs {
     #[arg(long, value_enum, default_value = "hybrid")]
     mode: Mode,
-    /// Hybrid fusion: rrf (reciprocal rank) or weighted (min-max normalised scores).
-    #[arg(long, default_value = "rrf")]
+    /// Hybrid fusion: weighted (min-max normalised scores) or rrf (reciprocal rank).
+    #[arg(long, default_value = "weighted")]
     fusion: String,
     /// Dense weight for --fusion weighted.
     #[arg(long, default_value_t = 0.5)]
@@ -109,8 +109,8 @@ struct RetrievalArgs {
     /// RM3 weight of the original query.
     #[arg(long, default_value_t = 0.5)]
     rm3_weight: f32,
-    /// Queries longer than the model window: split (mean of window vectors) or truncate.
-    #[arg(long, value_enum, default_value = "split")]
+    /// Queries longer than the model window: truncate, or split (mean of window vectors).
+    #[arg(long, value_enum, default_value = "truncate")]
     long_query: ponder::retrieve::LongQuery,
 }
 

@@ -63,7 +63,14 @@ pub fn snippet(text: &str, highlights: &[(usize, usize)], width: usize) -> (Stri
         }
         i
     };
-    let start = floor(best.0.min(text.len()));
+    let mut start = floor(best.0.min(text.len()));
+    // Start on a word: skip a partial word when a space is close.
+    if start > 0 {
+        let first_hit = highlights.iter().map(|h| h.0).find(|&h| h >= start).unwrap_or(text.len());
+        if let Some(sp) = text[start..first_hit.min(start + 40).min(text.len())].find(char::is_whitespace) {
+            start += sp + text[start + sp..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
     let end = floor((start + width).min(text.len()));
     let hs = highlights.iter().filter(|h| h.0 >= start && h.1 <= end).map(|h| (h.0 - start, h.1 - start)).collect();
     (text[start..end].to_string(), hs)

@@ -30,13 +30,14 @@ pub struct Rm3 {
     pub original_weight: f32,
 }
 
-/// What to do with a query longer than the model's window.
+/// What to do with a query longer than the model's window. Truncation is the default: no query
+/// of SciFact or held-out SQuAD is that long, so splitting has not earned its place by measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum LongQuery {
     /// The model sees the first window only.
+    #[default]
     Truncate,
     /// Split into windows, embed each, and search with their normalised mean.
-    #[default]
     Split,
 }
 

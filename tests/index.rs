@@ -46,14 +46,26 @@ fn corpus(dir: &Path) {
     write(dir, "page.html", "<html><head><title>Winter plants</title><script>var x = 'ignore me';</script></head><body><h1>Watering</h1><p>Water a fiddle leaf fig less often in winter.</p></body></html>");
 }
 
-#[test]
-fn index_search_and_json_output() {
-    let t = TempDir::new("ix-basic");
+/// A temp dir with the sample corpus in `docs/` and an index path beside it (not built).
+fn setup(tag: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let t = TempDir::new(tag);
     let docs = t.path().join("docs");
     corpus(&docs);
     let index = t.path().join("index");
+    (t, docs, index)
+}
+
+/// As `setup`, with the index built.
+fn indexed(tag: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let (t, docs, index) = setup(tag);
+    ok(&["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "none"]);
+    (t, docs, index)
+}
+
+#[test]
+fn index_search_and_json_output() {
+    let (_t, _docs, index) = indexed("ix-basic");
     let idx = index.to_str().unwrap();
-    ok(&["index", docs.to_str().unwrap(), "--index", idx, "--progress", "none"]);
     let st = status(&index);
     assert_eq!(st["files"], 4);
     assert!(st["chunks"].as_u64().unwrap() >= 4);
@@ -82,12 +94,8 @@ fn index_search_and_json_output() {
 
 #[test]
 fn several_queries_fuse_into_one_ranking() {
-    let t = TempDir::new("ix-multi");
-    let docs = t.path().join("docs");
-    corpus(&docs);
-    let index = t.path().join("index");
+    let (_t, _docs, index) = indexed("ix-multi");
     let idx = index.to_str().unwrap();
-    ok(&["index", docs.to_str().unwrap(), "--index", idx, "--progress", "none"]);
     let ids = |out: String| -> Vec<u64> {
         out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["chunk_id"].as_u64().unwrap()).collect()
     };
@@ -119,10 +127,7 @@ fn several_queries_fuse_into_one_ranking() {
 
 #[test]
 fn reindexing_embeds_only_changed_files_and_drops_deleted_ones() {
-    let t = TempDir::new("ix-incr");
-    let docs = t.path().join("docs");
-    corpus(&docs);
-    let index = t.path().join("index");
+    let (_t, docs, index) = setup("ix-incr");
     let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());
     let first = ponder(&["index", d, "--index", idx, "--progress", "none"]);
     assert!(String::from_utf8_lossy(&first.stderr).contains("4 indexed, 0 unchanged"));
@@ -165,10 +170,7 @@ fn reindexing_embeds_only_changed_files_and_drops_deleted_ones() {
 
 #[test]
 fn an_index_refuses_to_mix_models_and_records_its_instruction() {
-    let t = TempDir::new("ix-mix");
-    let docs = t.path().join("docs");
-    corpus(&docs);
-    let index = t.path().join("index");
+    let (_t, docs, index) = setup("ix-mix");
     let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());
     ok(&["index", d, "--index", idx, "--progress", "none", "--instruction", "Given a question, retrieve notes that answer it"]);
     assert_eq!(status(&index)["query_instruction"], "Given a question, retrieve notes that answer it");
@@ -181,10 +183,7 @@ fn an_index_refuses_to_mix_models_and_records_its_instruction() {
 
 #[test]
 fn corrupt_files_are_named_and_rebuild_recovers() {
-    let t = TempDir::new("ix-corrupt");
-    let docs = t.path().join("docs");
-    corpus(&docs);
-    let index = t.path().join("index");
+    let (_t, docs, index) = setup("ix-corrupt");
     let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());
     ok(&["index", d, "--index", idx, "--progress", "none"]);
     for prefix in ["chunks-", "lex-", "vec-", "MANIFEST"] {
