@@ -65,9 +65,7 @@ impl TextTokenizer {
 
     /// Number of tokens `text` has without truncation (special tokens included).
     pub fn count_tokens(&self, text: &str) -> Result<usize> {
-        let mut t = self.inner.clone();
-        t.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(t.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?.len())
+        Ok(self.untruncated.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?.len())
     }
 
     /// Byte spans of the model tokens of `text` (no special tokens, no truncation), as the

@@ -341,10 +341,7 @@ impl<'a> Indexer<'a> {
                 return Ok(Prepared::Touched(FileEntry { mtime, size, ..old.clone() }));
             }
         }
-        let reader = ingest::readers()
-            .into_iter()
-            .find(|r| r.accepts(path))
-            .ok_or_else(|| "no reader for this file type".to_string())?;
+        let reader = ingest::reader_for(path).ok_or_else(|| "no reader for this file type".to_string())?;
         let doc = reader.read(path, &bytes).map_err(|e| e.to_string())?;
         let tok = self.embedder.tokenizer();
         let chunks = chunk::chunk(&doc.text, doc.kind, &self.manifest.chunking, &|s| tok.token_spans(s));
