@@ -65,6 +65,7 @@ fn int8_portable_kernel_matches_reference() {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["int8_portable_kernel_matches_reference", "--exact", "--nocapture"])
         .env("PONDER_NO_SIMD", "1")
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
