@@ -272,52 +272,30 @@ fn exp_neg(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
-/// Sum with 16 independent lanes, so that the compiler can vectorize it.
+/// Folds `x` with `op` over 16 independent lanes (then across them), so that the compiler can
+/// vectorize reductions that strict float semantics would otherwise keep sequential.
+#[inline(always)]
+fn fold_lanes(x: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] = op(acc[i], c[i]);
+        }
+    }
+    acc.iter().chain(rest).fold(init, |a, &b| op(a, b))
+}
+
 #[inline(always)]
 fn sum_lanes(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = x.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..16 {
-            acc[i] += c[i];
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
-}
-
-/// Maximum with 16 independent lanes.
-#[inline(always)]
-fn max_lanes(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let chunks = x.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..16 {
-            acc[i] = acc[i].max(c[i]);
-        }
-    }
-    acc.iter().chain(rest).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
-}
-
-/// Maximum absolute value with 16 independent lanes.
-#[inline(always)]
-fn amax_lanes(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = x.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..16 {
-            acc[i] = acc[i].max(c[i].abs());
-        }
-    }
-    acc.iter().chain(rest.iter()).fold(0f32, |a, &b| a.max(b.abs()))
+    fold_lanes(x, 0.0, |a, b| a + b)
 }
 
 simd_dispatch! {
     fn softmax_rows(x: &mut [f32], row_len: usize, scale: f32) {
         for row in x.chunks_exact_mut(row_len) {
-            let m = max_lanes(row);
+            let m = fold_lanes(row, f32::NEG_INFINITY, f32::max);
             for v in row.iter_mut() {
                 *v = exp_neg((*v - m) * scale);
             }
@@ -332,7 +310,7 @@ simd_dispatch! {
 // One row to `u8 = round(x / scale) + 128`; returns the scale.
 simd_dispatch! {
     fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
-        let amax = amax_lanes(row);
+        let amax = fold_lanes(row, 0.0, |a, b| a.max(b.abs()));
         let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
         let inv = 1.0 / scale;
         for (o, v) in out.iter_mut().zip(row) {
@@ -344,6 +322,20 @@ simd_dispatch! {
     }
 }
 
+/// LayerNorm of one row in place; `sq` is scratch of the row's length.
+#[inline(always)]
+fn normalize_row(row: &mut [f32], sq: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let h = row.len() as f32;
+    let mean = sum_lanes(row) / h;
+    for (d, v) in sq.iter_mut().zip(row.iter()) {
+        *d = (*v - mean) * (*v - mean);
+    }
+    let inv = 1.0 / (sum_lanes(sq) / h + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
 simd_dispatch! {
     fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let h = gamma.len();
@@ -352,15 +344,7 @@ simd_dispatch! {
             for (v, r) in row.iter_mut().zip(res) {
                 *v += *r;
             }
-            let mean = sum_lanes(row) / h as f32;
-            for (d, v) in sq.iter_mut().zip(row.iter()) {
-                *d = (*v - mean) * (*v - mean);
-            }
-            let var = sum_lanes(&sq);
-            let inv = 1.0 / (var / h as f32 + eps).sqrt();
-            for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                *v = (*v - mean) * inv * g + b;
-            }
+            normalize_row(row, &mut sq, gamma, beta, eps);
         }
     }
 }
@@ -370,15 +354,7 @@ simd_dispatch! {
         let h = gamma.len();
         let mut sq = vec![0f32; h];
         for row in x.chunks_exact_mut(h) {
-            let mean = sum_lanes(row) / h as f32;
-            for (d, v) in sq.iter_mut().zip(row.iter()) {
-                *d = (*v - mean) * (*v - mean);
-            }
-            let var = sum_lanes(&sq) / h as f32;
-            let inv = 1.0 / (var + eps).sqrt();
-            for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                *v = (*v - mean) * inv * g + b;
-            }
+            normalize_row(row, &mut sq, gamma, beta, eps);
         }
     }
 }
