@@ -13,8 +13,10 @@
 //!   and reader;
 //! - [`retrieve`]: dense, lexical and hybrid retrieval for one or several queries;
 //! - [`fuse`]: reciprocal-rank and weighted-score fusion;
+//! - [`rerank`]: cross-encoder reranking interpolated with the retriever;
 //! - [`present`]: results, snippets and highlighting;
-//! - [`eval`]: BEIR/BRIGHT collections and trec_eval-style metrics.
+//! - [`eval`]: BEIR/BRIGHT collections and trec_eval-style metrics;
+//! - [`train`]: training a cross-encoder reranker with burn's autodiff.
 //!
 //! Libraries return [`Error`]; the `ponder` binary reports it.
 
@@ -29,7 +31,9 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod present;
+pub mod rerank;
 pub mod retrieve;
+pub mod train;
 
 pub use embed::Embedder;
 pub use error::{Error, Result};

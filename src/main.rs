@@ -74,6 +74,56 @@ fn stamp(source: &ModelSource, weights: &ModelWeights, embedder: &Embedder) -> M
     }
 }
 
+/// The cross-encoder reranker.
+#[derive(clap::Args, Clone)]
+struct RerankArgs {
+    /// Rerank the top candidates with the cross-encoder and interpolate its score with the
+    /// retriever's.
+    #[arg(long)]
+    rerank: bool,
+    /// `default` (the built-in reranker), a Hugging Face BertForSequenceClassification
+    /// directory, or a ponder model file.
+    #[arg(long, default_value = "default")]
+    reranker: ModelSource,
+    /// Compute precision of the reranker (default: int8 for int8 files, f32 otherwise).
+    #[arg(long, value_enum)]
+    reranker_precision: Option<Precision>,
+    /// How many of the retriever's top candidates to rerank (eval: comma-separated list).
+    #[arg(long, value_delimiter = ',', default_value = "20")]
+    rerank_top: Vec<usize>,
+    /// Reranker weight in the interpolation, 0..1; the retriever gets the rest (eval:
+    /// comma-separated list).
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    rerank_weight: Vec<f32>,
+}
+
+impl RerankArgs {
+    fn load(&self, device: DeviceChoice) -> Result<ponder::rerank::Reranker> {
+        let weights = match &self.reranker {
+            ModelSource::Default => ponder::rerank::Reranker::default_weights()?,
+            src => src.load().with_context(|| format!("loading reranker {}", model_name(src)))?,
+        };
+        let precision = self.reranker_precision.unwrap_or_else(|| match format::precision_of(&weights) {
+            Precision::Int8 => Precision::Int8,
+            _ => Precision::F32,
+        });
+        if precision == Precision::F16 {
+            bail!("--reranker-precision f16 is a storage format, not a compute precision");
+        }
+        Ok(ponder::rerank::Reranker::new(&weights, precision, device)?)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.rerank_top.is_empty() || self.rerank_top.contains(&0) {
+            bail!("--rerank-top must be at least 1");
+        }
+        if self.rerank_weight.iter().any(|w| !(0.0..=1.0).contains(w)) {
+            bail!("--rerank-weight must be between 0 and 1");
+        }
+        Ok(())
+    }
+}
+
 /// How candidates are retrieved and combined.
 #[derive(clap::Args, Clone)]
 struct RetrievalArgs {
@@ -231,6 +281,8 @@ enum Command {
         k: usize,
         #[command(flatten)]
         retrieval: RetrievalArgs,
+        #[command(flatten)]
+        rerank: RerankArgs,
         /// One JSON object per result line.
         #[arg(long)]
         json: bool,
@@ -257,9 +309,10 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         retrieval: RetrievalArgs,
-        /// Rerank with the cross-encoder (not available yet).
-        #[arg(long)]
-        rerank: bool,
+        /// With --rerank, every (--rerank-top, --rerank-weight) combination is scored from one
+        /// pass of the reranker over the largest --rerank-top.
+        #[command(flatten)]
+        rerank: RerankArgs,
         /// Cutoff for nDCG and MRR.
         #[arg(long, default_value_t = 10)]
         k: usize,
@@ -288,6 +341,91 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Train models on this machine.
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Train a cross-encoder reranker from a bi-encoder (or continue a cross-encoder) with
+    /// burn's autodiff; resumes from --checkpoint when it exists.
+    Reranker {
+        /// Training collection in BEIR layout with qrels/train.tsv.
+        #[arg(long)]
+        data: PathBuf,
+        /// Held-out collection (BEIR) for validation.
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// qrels split of --val.
+        #[arg(long, default_value = "test")]
+        val_split: String,
+        /// Validation queries (each reranks its BM25 top --val-candidates).
+        #[arg(long, default_value_t = 100)]
+        val_queries: usize,
+        #[arg(long, default_value_t = 10)]
+        val_candidates: usize,
+        /// Starting point: a Hugging Face directory or ponder file (f32 weights are best).
+        #[arg(long, default_value = "target/hf/all-MiniLM-L6-v2")]
+        init: ModelSource,
+        /// The trained model file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "int8")]
+        precision: Precision,
+        /// Checkpoint file (default: OUT with .ckpt).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long, default_value_t = 50)]
+        checkpoint_every: usize,
+        /// Validate every N steps (0: at the end only).
+        #[arg(long, default_value_t = 0)]
+        eval_every: usize,
+        #[arg(long, default_value_t = 10)]
+        progress_every: usize,
+        /// Stop with a checkpoint after this many minutes; rerunning resumes.
+        #[arg(long)]
+        max_minutes: Option<f64>,
+        /// Also mine hard negatives with the dense retriever.
+        #[arg(long)]
+        dense_negatives: bool,
+        /// Where to train: auto (a real GPU if present, else burn flex on the CPU), flex, gpu.
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+        #[arg(long, value_enum, default_value = "listwise")]
+        loss: ponder::train::Loss,
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        negatives: usize,
+        #[arg(long, default_value_t = 4)]
+        queries_per_step: usize,
+        /// Pair length in tokens (<= 256 for MiniLM's training length).
+        #[arg(long, default_value_t = 160)]
+        max_len: usize,
+        #[arg(long, default_value_t = 5e-5)]
+        lr: f64,
+        #[arg(long, default_value_t = 0.1)]
+        warmup: f64,
+        #[arg(long, default_value_t = 0.75)]
+        hard_share: f64,
+        #[arg(long, default_value_t = 30)]
+        mine_depth: usize,
+        /// Also train the word-embedding table.
+        #[arg(long)]
+        train_word_embeddings: bool,
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Distil a bi-encoder from this cross-encoder (`default`: the built-in reranker)
+        /// instead of training a reranker: margin-MSE on (query, positive, negative) groups.
+        #[arg(long)]
+        distill_from: Option<ModelSource>,
+        /// Cosine scale of the student in distillation.
+        #[arg(long, default_value_t = 20.0)]
+        distill_scale: f64,
     },
 }
 
@@ -378,7 +516,7 @@ fn run(command: Command) -> Result<()> {
             };
             run_index(&dir.dir(), paths, &model, opts, compact, &progress)
         }
-        Command::Search { query, queries, dir, k, retrieval, json, device } => {
+        Command::Search { query, queries, dir, k, retrieval, rerank, json, device } => {
             let mut all: Vec<String> = query.into_iter().chain(queries).collect();
             if all.is_empty() {
                 let mut s = String::new();
@@ -392,17 +530,20 @@ fn run(command: Command) -> Result<()> {
                     _ => bail!("no query: give QUERY, --query, or a JSON list of strings on stdin"),
                 };
             }
+            rerank.check()?;
+            if rerank.rerank && (rerank.rerank_top.len() > 1 || rerank.rerank_weight.len() > 1) {
+                bail!("search takes one --rerank-top and one --rerank-weight (lists are for eval)");
+            }
             let opts = retrieval.options(k)?;
-            run_search(&dir.dir(), &all, &opts, json, device)
+            run_search(&dir.dir(), &all, &opts, rerank.rerank.then_some(&rerank), json, device)
         }
         Command::Status { dir, json } => status(&dir.dir(), json),
         Command::Eval { dir, retrieval, rerank, k, json, model, vectors, split, max_queries, cache } => {
-            if rerank {
-                bail!("--rerank: no reranker model is available yet");
-            }
+            rerank.check()?;
             let mut opts = retrieval.options(100.max(k))?;
             opts.candidates = opts.candidates.max(100);
-            run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache)
+            let device = model.device;
+            run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache, rerank.rerank.then_some(&rerank), device)
         }
         Command::Remove { path, dir } => {
             let dir = dir.dir();
@@ -442,11 +583,66 @@ fn run(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&w.config)?);
             Ok(())
         }
+        Command::Train { command } => train(command),
         Command::Bench { command: BenchCommand::Search { dir, queries, n, k } } => bench_search(&dir.dir(), queries, n, k),
         Command::Bench { command: BenchCommand::Embed { model, precision, device, batch, seconds, tokens } } => {
             bench_embed(&model, &precision, &device, &batch, seconds, tokens)
         }
     }
+}
+
+fn train(command: TrainCommand) -> Result<()> {
+    let TrainCommand::Reranker {
+        data, val, val_split, val_queries, val_candidates, init, out, precision, checkpoint, checkpoint_every,
+        eval_every, progress_every, max_minutes, dense_negatives, device, loss, steps, negatives, queries_per_step,
+        max_len, lr, warmup, hard_share, mine_depth, train_word_embeddings, seed, distill_from, distill_scale,
+    } = command;
+    if !(1..=512).contains(&max_len) {
+        bail!("--max-len must be between 1 and 512");
+    }
+    let weights = init.load().with_context(|| format!("loading --init {}", model_name(&init)))?;
+    let device = match device {
+        DeviceChoice::Gpu | DeviceChoice::Auto => match ponder::device::resolve(device)? {
+            ponder::device::Resolved::Burn { device, name } => {
+                eprintln!("training on {name}");
+                device
+            }
+            ponder::device::Resolved::NativeCpu => {
+                eprintln!("training on cpu (burn flex)");
+                burn::tensor::Device::flex()
+            }
+        },
+        DeviceChoice::Cpu | DeviceChoice::Flex => {
+            eprintln!("training on cpu (burn flex)");
+            burn::tensor::Device::flex()
+        }
+    };
+    let opts = ponder::train::TrainOptions {
+        loss, negatives, queries_per_step, max_len, steps, lr, warmup, hard_share, mine_depth, train_word_embeddings, seed,
+        distill: distill_from.is_some(), distill_scale, ..Default::default()
+    };
+    let teacher = match &distill_from {
+        None => None,
+        Some(src) => {
+            let w = match src {
+                ModelSource::Default => ponder::rerank::Reranker::default_weights()?,
+                other => other.load().with_context(|| format!("loading teacher {}", model_name(other)))?,
+            };
+            let precision = match format::precision_of(&w) {
+                Precision::Int8 => Precision::Int8,
+                _ => Precision::F32,
+            };
+            Some(Embedder::new(&w, precision, DeviceChoice::Cpu)?)
+        }
+    };
+    let rc = ponder::train::RunConfig {
+        checkpoint: checkpoint.unwrap_or_else(|| out.with_extension("ckpt")),
+        data, val, val_split, val_queries, val_candidates, out, precision, checkpoint_every, eval_every, progress_every,
+        max_minutes, dense_negatives,
+    };
+    let report = ponder::train::run(&weights, opts, device, &rc, teacher.as_ref(), &|line| eprintln!("{line}"))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn run_index(dir: &std::path::Path, paths: Vec<PathBuf>, model: &ModelArgs, mut opts: index::IndexOptions, compact: bool, progress: &str) -> Result<()> {
@@ -543,12 +739,39 @@ fn run_index(dir: &std::path::Path, paths: Vec<PathBuf>, model: &ModelArgs, mut 
     Ok(())
 }
 
-fn run_search(dir: &std::path::Path, queries: &[String], opts: &SearchOptions, json: bool, device: DeviceChoice) -> Result<()> {
+fn run_search(
+    dir: &std::path::Path,
+    queries: &[String],
+    opts: &SearchOptions,
+    rerank: Option<&RerankArgs>,
+    json: bool,
+    device: DeviceChoice,
+) -> Result<()> {
     use std::io::IsTerminal;
     let reader = IndexReader::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
     let embedder = embedder_for(&reader, device)?;
     let searcher = Searcher { reader: &reader, embedder: &embedder };
-    let ranked = searcher.search(queries, opts)?;
+    let ranked = match rerank {
+        None => searcher.search(queries, opts)?,
+        Some(args) => {
+            let top = args.rerank_top[0];
+            let mut wide = opts.clone();
+            wide.k = opts.k.max(top);
+            let ranked = searcher.search(queries, &wide)?;
+            let reranker = args.load(device)?;
+            let n = top.min(ranked.len());
+            let mut texts = Vec::with_capacity(n);
+            for (id, _) in &ranked[..n] {
+                texts.push(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default());
+            }
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            // Several queries: the reranker reads them joined, as one information need.
+            let scores = reranker.score(&queries.join(" "), &refs)?;
+            let mut out = ponder::rerank::interpolate(&ranked, &scores, args.rerank_weight[0]);
+            out.truncate(opts.k);
+            out
+        }
+    };
     let terms: Vec<String> = queries.iter().flat_map(|q| reader.lexical.query_terms(q)).collect();
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
@@ -596,6 +819,8 @@ fn run_eval(
     json: bool,
     max_queries: Option<usize>,
     cache: Option<PathBuf>,
+    rerank: Option<&RerankArgs>,
+    device: DeviceChoice,
 ) -> Result<()> {
     use ponder::eval::{self, Collection};
     let mut c = Collection::load(dir, split)?;
@@ -629,13 +854,18 @@ fn run_eval(
     let searcher = Searcher { reader: &reader, embedder: &embedder };
     let t = Instant::now();
     let mut run = std::collections::HashMap::new();
+    let mut lists = Vec::new();
     for (qid, q) in &c.queries {
         let ranked = searcher.search(std::slice::from_ref(q), opts)?;
         let docs: Vec<String> = ranked.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect();
         run.insert(qid.clone(), docs);
+        lists.push(ranked);
     }
     let qps = c.queries.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
     let m = if k == 10 { eval::evaluate(&c, &run) } else { eval::evaluate_at(&c, &run, k) };
+    if let Some(args) = rerank {
+        return rerank_grid(&c, &reader, &lists, args, device, k, json, &m);
+    }
     let out = serde_json::json!({
         "collection": c.name, "mode": format!("{:?}", opts.mode).to_lowercase(), "fusion": format!("{:?}", opts.fusion),
         "rocchio": format!("{:?}", opts.rocchio), "rm3": format!("{:?}", opts.rm3), "long_query": format!("{:?}", opts.long_query),
@@ -652,6 +882,91 @@ fn run_eval(
             c.name, c.docs.len(), m.queries, format!("{:?}", opts.mode).to_lowercase(),
             m.ndcg10 * 100.0, m.recall100 * 100.0, m.mrr10 * 100.0, qps, index_s, if reusable { " (reused)" } else { "" }
         );
+    }
+    Ok(())
+}
+
+/// Scores the largest --rerank-top once per query, then evaluates every (top, weight) pair.
+#[allow(clippy::too_many_arguments)]
+fn rerank_grid(
+    c: &ponder::eval::Collection,
+    reader: &IndexReader,
+    lists: &[Vec<(u64, f32)>],
+    args: &RerankArgs,
+    device: DeviceChoice,
+    k: usize,
+    json: bool,
+    base: &ponder::eval::Metrics,
+) -> Result<()> {
+    use ponder::eval;
+    let reranker = args.load(device)?;
+    let deepest = *args.rerank_top.iter().max().unwrap_or(&20);
+    let first = *args.rerank_top.iter().min().unwrap_or(&20);
+    let mut scores: Vec<Vec<f32>> = Vec::with_capacity(lists.len());
+    let (mut first_s, mut total_s) = (0.0, 0.0);
+    let mut last = Instant::now();
+    for (i, ((_, q), ranked)) in c.queries.iter().zip(lists).enumerate() {
+        let n = deepest.min(ranked.len());
+        let mut texts = Vec::with_capacity(n);
+        for (id, _) in &ranked[..n] {
+            texts.push(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default());
+        }
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        // The shallowest depth is timed on its own: that is the per-query latency a user sees.
+        let t = Instant::now();
+        let mut s = reranker.score(q, &refs[..first.min(n)])?;
+        first_s += t.elapsed().as_secs_f64();
+        s.extend(reranker.score(q, &refs[first.min(n)..])?);
+        total_s += t.elapsed().as_secs_f64();
+        scores.push(s);
+        if !json && last.elapsed().as_secs_f64() > 10.0 {
+            last = Instant::now();
+            eprintln!("reranking {}: {}/{} queries", c.name, i + 1, c.queries.len());
+        }
+    }
+    let nq = lists.len().max(1) as f64;
+    let ms_first = first_s / nq * 1e3;
+    let round = |x: f64| (x * 1e4).round() / 1e2;
+    let mut rows = vec![serde_json::json!({
+        "collection": c.name, "rerank_top": 0, "rerank_weight": 0.0,
+        format!("ndcg@{k}"): round(base.ndcg10), "recall@100": round(base.recall100), format!("mrr@{k}"): round(base.mrr10),
+    })];
+    for &top in &args.rerank_top {
+        for &w in &args.rerank_weight {
+            let mut run = std::collections::HashMap::new();
+            for (((qid, _), ranked), s) in c.queries.iter().zip(lists).zip(&scores) {
+                let out = ponder::rerank::interpolate(ranked, &s[..top.min(s.len())], w);
+                run.insert(qid.clone(), out.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect());
+            }
+            let m = if k == 10 { eval::evaluate(c, &run) } else { eval::evaluate_at(c, &run, k) };
+            rows.push(serde_json::json!({
+                "collection": c.name, "rerank_top": top, "rerank_weight": w,
+                format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100), format!("mrr@{k}"): round(m.mrr10),
+            }));
+        }
+    }
+    let timing = serde_json::json!({
+        "collection": c.name, "reranker": reranker.describe(), "queries": lists.len(),
+        "rerank_ms_per_query_at_top": first, "rerank_ms_per_query": (ms_first * 10.0).round() / 10.0,
+        "rerank_ms_per_query_deepest": ((total_s / nq * 1e3) * 10.0).round() / 10.0, "deepest": deepest,
+    });
+    if json {
+        for r in &rows {
+            println!("{r}");
+        }
+        println!("{timing}");
+    } else {
+        println!("{} ({} queries), reranker: {}", c.name, lists.len(), reranker.describe());
+        println!("{:>10} {:>8} {:>9} {:>11} {:>8}", "rerank_top", "weight", format!("nDCG@{k}"), "Recall@100", format!("MRR@{k}"));
+        for r in &rows {
+            println!(
+                "{:>10} {:>8} {:>9.2} {:>11.2} {:>8.2}",
+                if r["rerank_top"] == 0 { "none".to_string() } else { r["rerank_top"].to_string() },
+                r["rerank_weight"], r[format!("ndcg@{k}")].as_f64().unwrap_or(0.0), r["recall@100"].as_f64().unwrap_or(0.0),
+                r[format!("mrr@{k}")].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!("rerank latency: {ms_first:.1} ms/query at top {first} ({:.1} ms at top {deepest})", total_s / nq * 1e3);
     }
     Ok(())
 }

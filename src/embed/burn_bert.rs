@@ -1,6 +1,8 @@
 //! BERT encoder on burn tensors, for burn's devices (wgpu on a GPU, `flex` on the CPU).
 //! Padded batches with an additive attention mask; weights are uploaded once as f32
-//! (int8 files are dequantized on upload: the wgpu path computes in f32).
+//! (int8 files are dequantized on upload: the wgpu path computes in f32). The same model is
+//! what `train` differentiates: every parameter is reachable by its canonical name, and
+//! [`BurnBert::to_weights`] turns the trained tensors back into [`ModelWeights`].
 
 use burn::tensor::activation::{gelu, gelu_approximate, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -8,13 +10,16 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::tokenize::Encoded;
 use crate::error::Result;
 use crate::model::config::{Activation, Head, ModelConfig, Pooling};
-use crate::model::ModelWeights;
+use crate::model::{ModelWeights, WeightTensor};
 
 struct Dense {
-    /// `[in, out]` (transposed from the checkpoint's `[out, in]`).
+    /// `[in, out]` (transposed from the checkpoint's `[out, in]`); several checkpoint
+    /// Linears (q, k, v) may be fused side by side.
     w: Tensor<2>,
     /// `[1, out]`.
     b: Tensor<2>,
+    /// Canonical names of the fused Linears, in column order.
+    names: Vec<String>,
 }
 
 impl Dense {
@@ -31,7 +36,7 @@ impl Dense {
         let n = bs.len();
         let w = Tensor::<2>::from_data(TensorData::new(ws, [n, k]), device).transpose();
         let b = Tensor::<2>::from_data(TensorData::new(bs, [1, n]), device);
-        Ok(Dense { w, b })
+        Ok(Dense { w, b, names: names.iter().map(|s| s.to_string()).collect() })
     }
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
@@ -43,6 +48,7 @@ struct Norm {
     g: Tensor<2>,
     b: Tensor<2>,
     eps: f32,
+    name: String,
 }
 
 impl Norm {
@@ -54,6 +60,7 @@ impl Norm {
             g: Tensor::from_data(TensorData::new(g, [1, h]), device),
             b: Tensor::from_data(TensorData::new(b, [1, h]), device),
             eps,
+            name: name.to_string(),
         })
     }
 
@@ -82,7 +89,8 @@ pub struct BurnBert {
     types: Tensor<2>,
     emb_ln: Norm,
     layers: Vec<Layer>,
-    head: Option<(Dense, Tensor<2>, f32)>,
+    /// Cross-encoder head: pooler, classifier weight `[H, 1]`, classifier bias `[1, 1]`.
+    head: Option<(Dense, Tensor<2>, Tensor<2>)>,
 }
 
 fn table(weights: &ModelWeights, name: &str, device: &Device) -> Result<Tensor<2>> {
@@ -108,11 +116,12 @@ impl BurnBert {
         }
         let head = if cfg.head == Head::Classifier {
             let cw = weights.get("classifier.weight")?.to_f32();
+            let cb = weights.get("classifier.bias")?.to_f32();
             let h = cw.len();
             Some((
                 Dense::load(weights, &["pooler"], &device)?,
                 Tensor::from_data(TensorData::new(cw, [h, 1]), &device),
-                weights.get("classifier.bias")?.to_f32()[0],
+                Tensor::from_data(TensorData::new(cb, [1, 1]), &device),
             ))
         } else {
             None
@@ -176,10 +185,8 @@ impl BurnBert {
         (x, mask, t)
     }
 
-    pub fn embed(&self, batch: &[Encoded]) -> Vec<Vec<f32>> {
-        if batch.is_empty() {
-            return Vec::new();
-        }
+    /// Pooled (and, if configured, normalised) embeddings `[B, H]` as a tensor.
+    pub fn embed_tensor(&self, batch: &[Encoded]) -> Tensor<2> {
         let h = self.cfg.hidden_size;
         let b = batch.len();
         let (x, mask, t) = self.encode(batch);
@@ -196,23 +203,147 @@ impl BurnBert {
             let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
             pooled = pooled / norm;
         }
-        let data = pooled.into_data();
-        let flat = data.as_slice::<f32>().expect("f32 output").to_vec();
-        flat.chunks_exact(h).map(|c| c.to_vec()).collect()
+        pooled
     }
 
-    pub fn score(&self, batch: &[Encoded]) -> Vec<f32> {
-        let Some((pooler, cw, cb)) = &self.head else {
-            return Vec::new();
-        };
+    pub fn embed(&self, batch: &[Encoded]) -> Vec<Vec<f32>> {
         if batch.is_empty() {
             return Vec::new();
         }
         let h = self.cfg.hidden_size;
+        let data = self.embed_tensor(batch).into_data();
+        let flat = data.as_slice::<f32>().expect("f32 output").to_vec();
+        flat.chunks_exact(h).map(|c| c.to_vec()).collect()
+    }
+
+    /// Cross-encoder logits `[B, 1]` as a tensor, or `None` without a classifier head.
+    pub fn score_tensor(&self, batch: &[Encoded]) -> Option<Tensor<2>> {
+        let (pooler, cw, cb) = self.head.as_ref()?;
+        let h = self.cfg.hidden_size;
         let b = batch.len();
         let (x, _, t) = self.encode(batch);
         let cls = x.reshape([b, t, h]).slice([0..b, 0..1, 0..h]).reshape([b, h]);
-        let logits = pooler.forward(cls).tanh().matmul(cw.clone()).add_scalar(*cb);
-        logits.into_data().as_slice::<f32>().expect("f32 output").to_vec()
+        Some(pooler.forward(cls).tanh().matmul(cw.clone()) + cb.clone())
+    }
+
+    pub fn score(&self, batch: &[Encoded]) -> Vec<f32> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        match self.score_tensor(batch) {
+            Some(logits) => logits.into_data().as_slice::<f32>().expect("f32 output").to_vec(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every parameter tensor with a stable key, in a fixed order. The word-embedding table
+    /// is skipped unless `with_word` (it is the largest tensor and often kept frozen).
+    pub fn params_mut(&mut self, with_word: bool) -> Vec<(String, &mut Tensor<2>)> {
+        let mut out: Vec<(String, &mut Tensor<2>)> = Vec::new();
+        if with_word {
+            out.push(("emb.word".into(), &mut self.word));
+        }
+        out.push(("emb.pos".into(), &mut self.pos));
+        out.push(("emb.type".into(), &mut self.types));
+        fn norm<'a>(n: &'a mut Norm, out: &mut Vec<(String, &'a mut Tensor<2>)>) {
+            let Norm { g, b, name, .. } = n;
+            out.push((format!("{name}.weight"), g));
+            out.push((format!("{name}.bias"), b));
+        }
+        fn dense<'a>(d: &'a mut Dense, out: &mut Vec<(String, &'a mut Tensor<2>)>) {
+            let Dense { w, b, names } = d;
+            let key = names.join("+");
+            out.push((format!("{key}.weight"), w));
+            out.push((format!("{key}.bias"), b));
+        }
+        norm(&mut self.emb_ln, &mut out);
+        for layer in &mut self.layers {
+            let Layer { qkv, o, ln1, up, down, ln2 } = layer;
+            dense(qkv, &mut out);
+            dense(o, &mut out);
+            norm(ln1, &mut out);
+            dense(up, &mut out);
+            dense(down, &mut out);
+            norm(ln2, &mut out);
+        }
+        if let Some((pooler, cw, cb)) = &mut self.head {
+            dense(pooler, &mut out);
+            out.push(("classifier.weight".into(), cw));
+            out.push(("classifier.bias".into(), cb));
+        }
+        out
+    }
+
+    /// The current parameters as f32 [`ModelWeights`] under canonical names (fused Linears
+    /// split again, transposed back to `[out, in]`); config and tokenizer come from `base`.
+    pub fn to_weights(&self, base: &ModelWeights) -> ModelWeights {
+        fn host(t: &Tensor<2>) -> (Vec<f32>, [usize; 2]) {
+            let t = t.clone().inner();
+            let dims = t.dims();
+            (t.into_data().as_slice::<f32>().expect("f32 tensor").to_vec(), dims)
+        }
+        let mut tensors = std::collections::BTreeMap::new();
+        let mut put = |name: String, shape: Vec<usize>, v: Vec<f32>| {
+            tensors.insert(name, WeightTensor::from_f32(shape, &v));
+        };
+        let table = |put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>), name: &str, t: &Tensor<2>| {
+            let (v, d) = host(t);
+            put(name.into(), vec![d[0], d[1]], v);
+        };
+        table(&mut put, "emb.word", &self.word);
+        table(&mut put, "emb.pos", &self.pos);
+        table(&mut put, "emb.type", &self.types);
+        let norm = |put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>), n: &Norm| {
+            let (g, _) = host(&n.g);
+            let (b, _) = host(&n.b);
+            put(format!("{}.weight", n.name), vec![g.len()], g);
+            put(format!("{}.bias", n.name), vec![b.len()], b);
+        };
+        let dense = |put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>), d: &Dense| {
+            let (w, [k, n]) = host(&d.w);
+            let (b, _) = host(&d.b);
+            let per = n / d.names.len();
+            for (j, name) in d.names.iter().enumerate() {
+                // Column block j of the [k, n] matrix, transposed to [per, k].
+                let mut out = vec![0f32; per * k];
+                for r in 0..per {
+                    for c in 0..k {
+                        out[r * k + c] = w[c * n + j * per + r];
+                    }
+                }
+                put(format!("{name}.weight"), vec![per, k], out);
+                put(format!("{name}.bias"), vec![per], b[j * per..(j + 1) * per].to_vec());
+            }
+        };
+        norm(&mut put, &self.emb_ln);
+        for layer in &self.layers {
+            dense(&mut put, &layer.qkv);
+            dense(&mut put, &layer.o);
+            norm(&mut put, &layer.ln1);
+            dense(&mut put, &layer.up);
+            dense(&mut put, &layer.down);
+            norm(&mut put, &layer.ln2);
+        }
+        if let Some((pooler, cw, cb)) = &self.head {
+            dense(&mut put, pooler);
+            let (w, _) = host(cw);
+            let (b, _) = host(cb);
+            put("classifier.weight".into(), vec![1, w.len()], w);
+            put("classifier.bias".into(), vec![1], b);
+        }
+        ModelWeights {
+            config: self.cfg.clone(),
+            tokenizer_json: base.tokenizer_json.clone(),
+            tensors,
+            source: base.source.clone(),
+        }
     }
 }

@@ -145,7 +145,12 @@ impl LexicalSegment {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: segment files are immutable once committed.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let payload = container::open(MAGIC, &map, path)?;
+        Self::from_bytes(&map, path)
+    }
+
+    /// Opens a segment held in memory (as `encode` returned it); `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let payload = container::open(MAGIC, bytes, path)?;
         let data: SegmentData =
             postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("lexical segment: {e}")))?;
         if data.offsets.len() != data.terms.len() + 1 || data.ids.len() != data.lens.len() {

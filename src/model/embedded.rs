@@ -10,3 +10,10 @@ static DEFAULT: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../../models
 
 /// Bytes of the embedded default model file (64-byte aligned).
 pub static DEFAULT_MODEL: &[u8] = &DEFAULT.bytes;
+
+static RERANKER: &Aligned<[u8]> =
+    &Aligned { bytes: *include_bytes!("../../models/ponder-rerank-minilm-l6.int8.ponder") };
+
+/// Bytes of the embedded default reranker (a cross-encoder trained by `ponder train
+/// reranker`; see `models/RERANKER.md`), 64-byte aligned.
+pub static DEFAULT_RERANKER: &[u8] = &RERANKER.bytes;

@@ -1,0 +1,113 @@
+//! Reranking: a cross-encoder reads (query, passage) pairs for the retriever's top candidates,
+//! and its score is interpolated with the retriever's after putting both on one scale
+//! (min-max over the reranked candidates). Owns the default reranker built into the binary.
+
+use crate::device::DeviceChoice;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::model::{Head, ModelWeights, Precision};
+
+/// How many candidates to rerank and how much the reranker counts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RerankOptions {
+    /// Rerank the retriever's top this many.
+    pub top: usize,
+    /// Weight of the reranker score; the retriever gets `1 - weight`.
+    pub weight: f32,
+}
+
+impl Default for RerankOptions {
+    fn default() -> Self {
+        RerankOptions { top: 20, weight: 0.5 }
+    }
+}
+
+/// A loaded cross-encoder.
+pub struct Reranker {
+    model: Embedder,
+}
+
+impl Reranker {
+    pub fn new(weights: &ModelWeights, precision: Precision, device: DeviceChoice) -> Result<Self> {
+        if weights.config.head != Head::Classifier {
+            return Err(Error::Unsupported(format!(
+                "{} is not a cross-encoder (it has no classifier head)",
+                weights.source
+            )));
+        }
+        Ok(Reranker { model: Embedder::new(weights, precision, device)? })
+    }
+
+    /// The reranker built into the binary.
+    pub fn default_weights() -> Result<ModelWeights> {
+        let bytes = crate::model::weights::Bytes::from_static(crate::model::embedded::DEFAULT_RERANKER);
+        let mut w = crate::model::format::read_bytes(bytes, std::path::Path::new("<embedded reranker>"))?;
+        w.source = "embedded reranker".into();
+        Ok(w)
+    }
+
+    pub fn describe(&self) -> String {
+        self.model.describe()
+    }
+
+    /// Relevance logits of `passages` for `query`, in input order.
+    pub fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+        let pairs: Vec<(&str, &str)> = passages.iter().map(|p| (query, *p)).collect();
+        self.model.score_pairs(&pairs)
+    }
+}
+
+fn min_max(v: &[f32]) -> Vec<f32> {
+    let (lo, hi) = v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    if !(hi > lo) {
+        return vec![1.0; v.len()];
+    }
+    v.iter().map(|x| (x - lo) / (hi - lo)).collect()
+}
+
+/// Interpolates reranker scores (`scores[i]` for `ranked[i]`, `i < scores.len()`) with the
+/// retriever's: `weight * rerank + (1 - weight) * retriever`, both min-max normalised over the
+/// reranked candidates. Candidates past the reranked prefix keep their order below it.
+pub fn interpolate(ranked: &[(u64, f32)], scores: &[f32], weight: f32) -> Vec<(u64, f32)> {
+    let n = scores.len().min(ranked.len());
+    if n == 0 {
+        return ranked.to_vec();
+    }
+    let retr: Vec<f32> = ranked[..n].iter().map(|r| r.1).collect();
+    let (r, s) = (min_max(&retr), min_max(&scores[..n]));
+    let mut head: Vec<(u64, f32)> =
+        ranked[..n].iter().enumerate().map(|(i, (id, _))| (*id, weight * s[i] + (1.0 - weight) * r[i])).collect();
+    head.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // The tail stays in retriever order, strictly below every reranked score.
+    let tail = ranked[n..].iter().enumerate().map(|(j, (id, _))| (*id, -1.0 - j as f32));
+    head.into_iter().chain(tail).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_weights_both_sides() {
+        let ranked = vec![(1, 0.9), (2, 0.5), (3, 0.1), (4, 0.05)];
+        let scores = [0.0, 1.0, 2.0];
+        // Retriever only: order unchanged.
+        let ids: Vec<u64> = interpolate(&ranked, &scores, 0.0).iter().map(|r| r.0).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
+        // Reranker only: reranked prefix reversed, tail after it.
+        let ids: Vec<u64> = interpolate(&ranked, &scores, 1.0).iter().map(|r| r.0).collect();
+        assert_eq!(ids, vec![3, 2, 1, 4]);
+        // Half and half: 1 -> 0.5, 2 -> 0.5*0.5+0.5*0.5=0.5, 3 -> 0.5; ties keep retriever order.
+        let out = interpolate(&ranked, &scores, 0.5);
+        assert!((out[0].1 - 0.5).abs() < 1e-6 && (out[2].1 - 0.5).abs() < 1e-6);
+        assert_eq!(out[3].0, 4);
+        assert!(out[3].1 < out[2].1);
+    }
+
+    #[test]
+    fn constant_scores_do_not_divide_by_zero() {
+        let ranked = vec![(7, 1.0), (8, 1.0)];
+        let out = interpolate(&ranked, &[3.0, 3.0], 0.5);
+        assert!(out.iter().all(|r| r.1.is_finite()));
+    }
+}
