@@ -92,8 +92,8 @@ struct RerankArgs {
     #[arg(long, value_delimiter = ',', default_value = "20")]
     rerank_top: Vec<usize>,
     /// Reranker weight in the interpolation, 0..1; the retriever gets the rest (eval:
-    /// comma-separated list).
-    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    /// comma-separated list). 0.3 measured best of 0/0.3/0.5/0.7/1 on SciFact and held-out SQuAD.
+    #[arg(long, value_delimiter = ',', default_value = "0.3")]
     rerank_weight: Vec<f32>,
 }
 
@@ -940,7 +940,7 @@ fn rerank_grid(
             }
             let m = if k == 10 { eval::evaluate(c, &run) } else { eval::evaluate_at(c, &run, k) };
             rows.push(serde_json::json!({
-                "collection": c.name, "rerank_top": top, "rerank_weight": w,
+                "collection": c.name, "rerank_top": top, "rerank_weight": (f64::from(w) * 1e3).round() / 1e3,
                 format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100), format!("mrr@{k}"): round(m.mrr10),
             }));
         }

@@ -7,21 +7,6 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::model::{Head, ModelWeights, Precision};
 
-/// How many candidates to rerank and how much the reranker counts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RerankOptions {
-    /// Rerank the retriever's top this many.
-    pub top: usize,
-    /// Weight of the reranker score; the retriever gets `1 - weight`.
-    pub weight: f32,
-}
-
-impl Default for RerankOptions {
-    fn default() -> Self {
-        RerankOptions { top: 20, weight: 0.5 }
-    }
-}
-
 /// A loaded cross-encoder.
 pub struct Reranker {
     model: Embedder,

@@ -202,6 +202,11 @@ impl TrainData {
         self.examples.len()
     }
 
+    /// The (query, passage) pairs of `groups`, group by group.
+    fn pairs<'a>(&'a self, groups: &'a [(String, Vec<usize>)]) -> Vec<(&'a str, &'a str)> {
+        groups.iter().flat_map(|(q, docs)| docs.iter().map(move |&d| (q.as_str(), self.docs[d].as_str()))).collect()
+    }
+
     /// The (query, passage) groups of step `step`: for each query the positive first.
     fn groups(&self, opts: &TrainOptions, step: usize) -> Vec<(String, Vec<usize>)> {
         let n = self.examples.len();
@@ -530,12 +535,7 @@ impl Trainer {
         let t0 = Instant::now();
         let groups = data.groups(&self.opts, self.step);
         let g = 1 + self.opts.negatives;
-        let mut pairs = Vec::with_capacity(groups.len() * g);
-        for (q, docs) in &groups {
-            for &d in docs {
-                pairs.push((q.as_str(), data.docs[d].as_str()));
-            }
-        }
+        let pairs = data.pairs(&groups);
         let enc = self.tokenizer.encode_pairs(&pairs)?;
         let logits = self.model.score_tensor(&enc).ok_or_else(|| Error::Unsupported("model has no classifier head".into()))?;
         let logits = logits.reshape([groups.len(), g]);
@@ -565,12 +565,7 @@ impl Trainer {
         let t0 = Instant::now();
         let groups = data.groups(&self.opts, self.step);
         let g = 1 + self.opts.negatives;
-        let mut pairs = Vec::with_capacity(groups.len() * g);
-        for (q, docs) in &groups {
-            for &d in docs {
-                pairs.push((q.as_str(), data.docs[d].as_str()));
-            }
-        }
+        let pairs = data.pairs(&groups);
         let teacher_scores = teacher.score_pairs(&pairs)?;
         let mut margins = Vec::with_capacity(groups.len() * (g - 1));
         for row in teacher_scores.chunks_exact(g) {

@@ -83,15 +83,19 @@ fn max_diff(a: &ModelWeights, b: &ModelWeights) -> f32 {
     worst
 }
 
-#[test]
-fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
-    let tmp = TempDir::new("train-resume");
+/// A tiny random BERT and the training collection, both under `tmp`.
+fn tiny_setup(tmp: &TempDir) -> (ModelWeights, TrainData) {
     let (hf, data_dir) = (tmp.path().join("tiny"), tmp.path().join("data"));
     std::fs::create_dir_all(&hf).unwrap();
     write_tiny_bert(&hf, false, None);
     write_collection(&data_dir, "train");
-    let init = ModelWeights::load(&hf).unwrap();
-    let data = TrainData::load(&data_dir, "train", 5, None, &|_| {}).unwrap();
+    (ModelWeights::load(&hf).unwrap(), TrainData::load(&data_dir, "train", 5, None, &|_| {}).unwrap())
+}
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let tmp = TempDir::new("train-resume");
+    let (init, data) = tiny_setup(&tmp);
     assert_eq!(data.queries(), QUERIES.len());
 
     let mut straight = Trainer::new(&init, tiny_opts(6), Device::flex(), tmp.path().join("a.ckpt")).unwrap();
@@ -267,12 +271,7 @@ fn search_and_eval_rerank_through_the_cli() {
 #[test]
 fn the_same_training_step_runs_on_wgpu() {
     let tmp = TempDir::new("train-wgpu");
-    let (hf, data_dir) = (tmp.path().join("tiny"), tmp.path().join("data"));
-    std::fs::create_dir_all(&hf).unwrap();
-    write_tiny_bert(&hf, false, None);
-    write_collection(&data_dir, "train");
-    let init = ModelWeights::load(&hf).unwrap();
-    let data = TrainData::load(&data_dir, "train", 5, None, &|_| {}).unwrap();
+    let (init, data) = tiny_setup(&tmp);
     let gpu = match ponder::device::resolve(ponder::device::DeviceChoice::Gpu).unwrap() {
         ponder::device::Resolved::Burn { device, .. } => device,
         ponder::device::Resolved::NativeCpu => unreachable!(),
