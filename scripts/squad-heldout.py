@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from beir import write
+
 HOLDOUT_MOD = 11
 
 
@@ -27,7 +29,6 @@ def main() -> None:
     out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "../target/eval-data/squad-heldout")
     with gzip.open(src, "rt", encoding="utf-8") as f:
         data = json.load(f)["data"]
-    os.makedirs(os.path.join(out, "qrels"), exist_ok=True)
     docs, queries, qrels = [], [], []
     n_q = 0
     for ai, article in enumerate(data):
@@ -44,17 +45,7 @@ def main() -> None:
                 qid = f"{did}q{qi}"
                 queries.append({"_id": qid, "text": qa["question"]})
                 qrels.append((qid, did))
-    with open(os.path.join(out, "corpus.jsonl"), "w", encoding="utf-8") as f:
-        for d in docs:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "queries.jsonl"), "w", encoding="utf-8") as f:
-        for q in queries:
-            f.write(json.dumps(q, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "qrels", "test.tsv"), "w", encoding="utf-8") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for q, d in qrels:
-            f.write(f"{q}\t{d}\t1\n")
-    print(f"{out}: {len(docs)} docs, {len(queries)} queries", file=sys.stderr)
+    write(out, docs, queries, qrels, "test")
 
 
 if __name__ == "__main__":

@@ -45,17 +45,36 @@ impl ModelArgs {
 
     fn load_with_stamp(&self) -> Result<(Embedder, ModelStamp)> {
         let weights = self.model.load().with_context(|| format!("loading model {}", model_name(&self.model)))?;
-        let precision = self.precision.unwrap_or_else(|| match format::precision_of(&weights) {
-            Precision::Int8 => Precision::Int8,
-            _ => Precision::F32,
-        });
-        if precision == Precision::F16 {
-            bail!("--precision f16 is a storage format (model import), not a compute precision");
-        }
+        let precision = compute_precision(self.precision, &weights, "--precision")?;
         let embedder = Embedder::new(&weights, precision, self.device)?;
         let stamp = stamp(&self.model, &weights, &embedder);
         Ok((embedder, stamp))
     }
+}
+
+/// The compute precision: the one asked for, else int8 for int8 files and f32 otherwise.
+fn compute_precision(asked: Option<Precision>, weights: &ModelWeights, flag: &str) -> Result<Precision> {
+    let precision = asked.unwrap_or(match format::precision_of(weights) {
+        Precision::Int8 => Precision::Int8,
+        _ => Precision::F32,
+    });
+    if precision == Precision::F16 {
+        bail!("{flag} f16 is a storage format (model import), not a compute precision");
+    }
+    Ok(precision)
+}
+
+/// A cross-encoder's weights: the built-in reranker for `default`, else the file or directory.
+fn reranker_weights(src: &ModelSource) -> Result<ModelWeights> {
+    Ok(match src {
+        ModelSource::Default => ponder::rerank::Reranker::default_weights()?,
+        other => other.load().with_context(|| format!("loading reranker {}", model_name(other)))?,
+    })
+}
+
+/// Texts of the chunks `ranked` names, in order (empty for a chunk that is gone).
+fn chunk_texts(reader: &IndexReader, ranked: &[(u64, f32)]) -> Result<Vec<String>> {
+    ranked.iter().map(|(id, _)| Ok(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default())).collect()
 }
 
 fn model_name(m: &ModelSource) -> String {
@@ -99,17 +118,8 @@ struct RerankArgs {
 
 impl RerankArgs {
     fn load(&self, device: DeviceChoice) -> Result<ponder::rerank::Reranker> {
-        let weights = match &self.reranker {
-            ModelSource::Default => ponder::rerank::Reranker::default_weights()?,
-            src => src.load().with_context(|| format!("loading reranker {}", model_name(src)))?,
-        };
-        let precision = self.reranker_precision.unwrap_or_else(|| match format::precision_of(&weights) {
-            Precision::Int8 => Precision::Int8,
-            _ => Precision::F32,
-        });
-        if precision == Precision::F16 {
-            bail!("--reranker-precision f16 is a storage format, not a compute precision");
-        }
+        let weights = reranker_weights(&self.reranker)?;
+        let precision = compute_precision(self.reranker_precision, &weights, "--reranker-precision")?;
         Ok(ponder::rerank::Reranker::new(&weights, precision, device)?)
     }
 
@@ -601,18 +611,17 @@ fn train(command: TrainCommand) -> Result<()> {
         bail!("--max-len must be between 1 and 512");
     }
     let weights = init.load().with_context(|| format!("loading --init {}", model_name(&init)))?;
-    let device = match device {
-        DeviceChoice::Gpu | DeviceChoice::Auto => match ponder::device::resolve(device)? {
-            ponder::device::Resolved::Burn { device, name } => {
-                eprintln!("training on {name}");
-                device
-            }
-            ponder::device::Resolved::NativeCpu => {
-                eprintln!("training on cpu (burn flex)");
-                burn::tensor::Device::flex()
-            }
-        },
-        DeviceChoice::Cpu | DeviceChoice::Flex => {
+    // ponder's native runtime has no backward pass: CPU training is burn flex.
+    let resolved = match device {
+        DeviceChoice::Cpu | DeviceChoice::Flex => ponder::device::resolve(DeviceChoice::Flex)?,
+        gpu_or_auto => ponder::device::resolve(gpu_or_auto)?,
+    };
+    let device = match resolved {
+        ponder::device::Resolved::Burn { device, name } => {
+            eprintln!("training on {name}");
+            device
+        }
+        ponder::device::Resolved::NativeCpu => {
             eprintln!("training on cpu (burn flex)");
             burn::tensor::Device::flex()
         }
@@ -624,15 +633,8 @@ fn train(command: TrainCommand) -> Result<()> {
     let teacher = match &distill_from {
         None => None,
         Some(src) => {
-            let w = match src {
-                ModelSource::Default => ponder::rerank::Reranker::default_weights()?,
-                other => other.load().with_context(|| format!("loading teacher {}", model_name(other)))?,
-            };
-            let precision = match format::precision_of(&w) {
-                Precision::Int8 => Precision::Int8,
-                _ => Precision::F32,
-            };
-            Some(Embedder::new(&w, precision, DeviceChoice::Cpu)?)
+            let w = reranker_weights(src)?;
+            Some(Embedder::new(&w, compute_precision(None, &w, "teacher")?, DeviceChoice::Cpu)?)
         }
     };
     let rc = ponder::train::RunConfig {
@@ -759,11 +761,7 @@ fn run_search(
             wide.k = opts.k.max(top);
             let ranked = searcher.search(queries, &wide)?;
             let reranker = args.load(device)?;
-            let n = top.min(ranked.len());
-            let mut texts = Vec::with_capacity(n);
-            for (id, _) in &ranked[..n] {
-                texts.push(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default());
-            }
+            let texts = chunk_texts(&reader, &ranked[..top.min(ranked.len())])?;
             let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
             // Several queries: the reranker reads them joined, as one information need.
             let scores = reranker.score(&queries.join(" "), &refs)?;
@@ -907,10 +905,7 @@ fn rerank_grid(
     let mut last = Instant::now();
     for (i, ((_, q), ranked)) in c.queries.iter().zip(lists).enumerate() {
         let n = deepest.min(ranked.len());
-        let mut texts = Vec::with_capacity(n);
-        for (id, _) in &ranked[..n] {
-            texts.push(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default());
-        }
+        let texts = chunk_texts(reader, &ranked[..n])?;
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         // The shallowest depth is timed on its own: that is the per-query latency a user sees.
         let t = Instant::now();

@@ -15,7 +15,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::embed::burn_bert::BurnBert;
+use crate::embed::burn_bert::{to_host, BurnBert};
 use crate::embed::tokenize::TextTokenizer;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -292,11 +292,6 @@ struct Checkpoint {
     seconds: f64,
 }
 
-fn to_host(t: &Tensor<2>) -> Vec<f32> {
-    let data = t.clone().inner().into_data();
-    data.as_slice::<f32>().expect("f32 tensor").to_vec()
-}
-
 fn to_device(v: &[f32], dims: [usize; 2], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v.to_vec(), dims), device)
 }
@@ -323,7 +318,8 @@ pub struct Validation {
 
 /// Held-out queries with BM25 candidates, scored with the native runtime.
 pub struct ValidationSet {
-    items: Vec<(String, Vec<(String, bool)>)>,
+    /// (query, its judgements, its candidates as (doc id, text) in BM25 order).
+    items: Vec<(String, HashMap<String, i32>, Vec<(String, String)>)>,
 }
 
 impl ValidationSet {
@@ -335,16 +331,8 @@ impl ValidationSet {
         let (lex, live) = bm25_over(&docs)?;
         let mut items = Vec::new();
         for (qid, text) in c.queries.iter().take(queries) {
-            let rels = &c.qrels[qid];
-            let cands = lex
-                .search(text, candidates, &live)?
-                .into_iter()
-                .map(|(i, _)| {
-                    let (id, t) = &c.docs[i as usize];
-                    (t.clone(), rels.get(id).is_some_and(|&r| r > 0))
-                })
-                .collect();
-            items.push((text.clone(), cands));
+            let cands = lex.search(text, candidates, &live)?.into_iter().map(|(i, _)| c.docs[i as usize].clone()).collect();
+            items.push((text.clone(), c.qrels[qid].clone(), cands));
         }
         Ok(ValidationSet { items })
     }
@@ -352,24 +340,24 @@ impl ValidationSet {
     /// Reranks each query's candidates with `model`: a cross-encoder's logits, or a
     /// bi-encoder's cosine similarities.
     pub fn run(&self, model: &Embedder) -> Result<Validation> {
-        let mrr = |flags: &[bool]| flags.iter().take(10).position(|&f| f).map_or(0.0, |p| 1.0 / (p + 1) as f64);
+        use crate::eval::{mrr_at, recall_at};
         let (mut base, mut ours, mut found) = (0.0, 0.0, 0.0);
-        for (q, cands) in &self.items {
-            let flags: Vec<bool> = cands.iter().map(|c| c.1).collect();
-            base += mrr(&flags);
-            found += f64::from(u8::from(flags.iter().any(|&f| f)));
+        for (q, rels, cands) in &self.items {
+            let ids: Vec<&str> = cands.iter().map(|(id, _)| id.as_str()).collect();
+            base += mrr_at(&ids, rels, 10);
+            found += f64::from(u8::from(recall_at(&ids, rels, ids.len()) > 0.0));
+            let texts: Vec<&str> = cands.iter().map(|(_, t)| t.as_str()).collect();
             let scores = if model.config().head == Head::Classifier {
-                let pairs: Vec<(&str, &str)> = cands.iter().map(|(t, _)| (q.as_str(), t.as_str())).collect();
+                let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (q.as_str(), *t)).collect();
                 model.score_pairs(&pairs)?
             } else {
                 let qv = model.embed(&[q.as_str()])?.remove(0);
-                let texts: Vec<&str> = cands.iter().map(|(t, _)| t.as_str()).collect();
                 model.embed(&texts)?.iter().map(|d| crate::embed::cosine(&qv, d)).collect()
             };
             let mut order: Vec<usize> = (0..cands.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-            let reranked: Vec<bool> = order.iter().map(|&i| flags[i]).collect();
-            ours += mrr(&reranked);
+            let reranked: Vec<&str> = order.iter().map(|&i| ids[i]).collect();
+            ours += mrr_at(&reranked, rels, 10);
         }
         let n = self.items.len().max(1) as f64;
         Ok(Validation { bm25_mrr: base / n, mrr: ours / n, recall: found / n })

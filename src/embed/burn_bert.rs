@@ -12,6 +12,11 @@ use crate::error::Result;
 use crate::model::config::{Activation, Head, ModelConfig, Pooling};
 use crate::model::{ModelWeights, WeightTensor};
 
+/// A tensor's values on the host, without its autodiff association (row-major).
+pub fn to_host(t: &Tensor<2>) -> Vec<f32> {
+    t.clone().inner().into_data().as_slice::<f32>().expect("f32 tensor").to_vec()
+}
+
 struct Dense {
     /// `[in, out]` (transposed from the checkpoint's `[out, in]`); several checkpoint
     /// Linears (q, k, v) may be fused side by side.
@@ -285,11 +290,7 @@ impl BurnBert {
     /// The current parameters as f32 [`ModelWeights`] under canonical names (fused Linears
     /// split again, transposed back to `[out, in]`); config and tokenizer come from `base`.
     pub fn to_weights(&self, base: &ModelWeights) -> ModelWeights {
-        fn host(t: &Tensor<2>) -> (Vec<f32>, [usize; 2]) {
-            let t = t.clone().inner();
-            let dims = t.dims();
-            (t.into_data().as_slice::<f32>().expect("f32 tensor").to_vec(), dims)
-        }
+        let host = |t: &Tensor<2>| (to_host(t), t.dims());
         let mut tensors = std::collections::BTreeMap::new();
         let mut put = |name: String, shape: Vec<usize>, v: Vec<f32>| {
             tensors.insert(name, WeightTensor::from_f32(shape, &v));
