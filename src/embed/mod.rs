@@ -28,6 +28,10 @@ pub struct Embedder {
     pub max_batch: usize,
     /// At most this many tokens per forward pass.
     pub max_batch_tokens: usize,
+    /// At most this many bytes for one layer's attention scores (`batch × heads × T² × 4`).
+    /// burn materialises that tensor whole, and wgpu refuses a storage buffer past its binding
+    /// limit (128 MiB by default): 16 pairs of 512 tokens need 201 MiB.
+    pub max_attention_bytes: usize,
 }
 
 impl Embedder {
@@ -47,7 +51,11 @@ impl Embedder {
             Runtime::Native(_) if precision == Precision::Int8 => Precision::Int8,
             _ => Precision::F32,
         };
-        Ok(Embedder { tokenizer, runtime, config, device, precision, max_batch: 32, max_batch_tokens: 16384 })
+        let max_attention_bytes = match runtime {
+            Runtime::Burn(_) => 64 << 20,
+            Runtime::Native(_) => usize::MAX, // one sequence and head at a time
+        };
+        Ok(Embedder { tokenizer, runtime, config, device, precision, max_batch: 32, max_batch_tokens: 16384, max_attention_bytes })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -114,7 +122,10 @@ impl Embedder {
         let mut start = 0;
         while start < order.len() {
             let longest = enc[order[start]].ids.len().max(1);
-            let fit = (self.max_batch_tokens / longest).clamp(1, self.max_batch.max(1));
+            let scores = self.config.num_heads.max(1).saturating_mul(longest * longest * 4);
+            let fit = (self.max_batch_tokens / longest)
+                .min(self.max_attention_bytes / scores)
+                .clamp(1, self.max_batch.max(1));
             let end = (start + fit).min(order.len());
             let batch: Vec<Encoded> = order[start..end].iter().map(|&i| enc[i].clone()).collect();
             for (res, &i) in f(&batch).into_iter().zip(&order[start..end]) {
