@@ -860,7 +860,7 @@ fn run_eval(
         lists.push(ranked);
     }
     let qps = c.queries.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
-    let m = if k == 10 { eval::evaluate(&c, &run) } else { eval::evaluate_at(&c, &run, k) };
+    let m = eval::evaluate_at(&c, &run, k);
     if let Some(args) = rerank {
         return rerank_grid(&c, &reader, &lists, args, device, k, json, &m);
     }
@@ -922,10 +922,13 @@ fn rerank_grid(
     let nq = lists.len().max(1) as f64;
     let ms_first = first_s / nq * 1e3;
     let round = |x: f64| (x * 1e4).round() / 1e2;
-    let mut rows = vec![serde_json::json!({
-        "collection": c.name, "rerank_top": 0, "rerank_weight": 0.0,
-        format!("ndcg@{k}"): round(base.ndcg10), "recall@100": round(base.recall100), format!("mrr@{k}"): round(base.mrr10),
-    })];
+    let row = |top: usize, weight: f64, m: &eval::Metrics| {
+        serde_json::json!({
+            "collection": c.name, "rerank_top": top, "rerank_weight": weight,
+            format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100), format!("mrr@{k}"): round(m.mrr10),
+        })
+    };
+    let mut rows = vec![row(0, 0.0, base)];
     for &top in &args.rerank_top {
         for &w in &args.rerank_weight {
             let mut run = std::collections::HashMap::new();
@@ -933,11 +936,8 @@ fn rerank_grid(
                 let out = ponder::rerank::interpolate(ranked, &s[..top.min(s.len())], w);
                 run.insert(qid.clone(), out.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect());
             }
-            let m = if k == 10 { eval::evaluate(c, &run) } else { eval::evaluate_at(c, &run, k) };
-            rows.push(serde_json::json!({
-                "collection": c.name, "rerank_top": top, "rerank_weight": (f64::from(w) * 1e3).round() / 1e3,
-                format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100), format!("mrr@{k}"): round(m.mrr10),
-            }));
+            let m = eval::evaluate_at(c, &run, k);
+            rows.push(row(top, (f64::from(w) * 1e3).round() / 1e3, &m));
         }
     }
     let timing = serde_json::json!({

@@ -5,6 +5,7 @@
 use crate::device::DeviceChoice;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::fuse::min_max;
 use crate::model::{Head, ModelWeights, Precision};
 
 /// A loaded cross-encoder.
@@ -42,14 +43,6 @@ impl Reranker {
     }
 }
 
-fn min_max(v: &[f32]) -> Vec<f32> {
-    let (lo, hi) = v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-    if !(hi > lo) {
-        return vec![1.0; v.len()];
-    }
-    v.iter().map(|x| (x - lo) / (hi - lo)).collect()
-}
-
 /// Interpolates reranker scores (`scores[i]` for `ranked[i]`, `i < scores.len()`) with the
 /// retriever's: `weight * rerank + (1 - weight) * retriever`, both min-max normalised over the
 /// reranked candidates. Candidates past the reranked prefix keep their order below it.
@@ -58,10 +51,10 @@ pub fn interpolate(ranked: &[(u64, f32)], scores: &[f32], weight: f32) -> Vec<(u
     if n == 0 {
         return ranked.to_vec();
     }
-    let retr: Vec<f32> = ranked[..n].iter().map(|r| r.1).collect();
-    let (r, s) = (min_max(&retr), min_max(&scores[..n]));
+    let reranked: Vec<(u64, f32)> = ranked[..n].iter().zip(scores).map(|((id, _), s)| (*id, *s)).collect();
+    let (r, s) = (min_max(&ranked[..n]), min_max(&reranked));
     let mut head: Vec<(u64, f32)> =
-        ranked[..n].iter().enumerate().map(|(i, (id, _))| (*id, weight * s[i] + (1.0 - weight) * r[i])).collect();
+        r.iter().zip(&s).map(|((id, r), (_, s))| (*id, weight * s + (1.0 - weight) * r)).collect();
     head.sort_by(|a, b| b.1.total_cmp(&a.1));
     // The tail stays in retriever order, strictly below every reranked score.
     let tail = ranked[n..].iter().enumerate().map(|(j, (id, _))| (*id, -1.0 - j as f32));

@@ -216,9 +216,7 @@ impl BurnBert {
             return Vec::new();
         }
         let h = self.cfg.hidden_size;
-        let data = self.embed_tensor(batch).into_data();
-        let flat = data.as_slice::<f32>().expect("f32 output").to_vec();
-        flat.chunks_exact(h).map(|c| c.to_vec()).collect()
+        to_host(&self.embed_tensor(batch)).chunks_exact(h).map(|c| c.to_vec()).collect()
     }
 
     /// Cross-encoder logits `[B, 1]` as a tensor, or `None` without a classifier head.
@@ -235,10 +233,7 @@ impl BurnBert {
         if batch.is_empty() {
             return Vec::new();
         }
-        match self.score_tensor(batch) {
-            Some(logits) => logits.into_data().as_slice::<f32>().expect("f32 output").to_vec(),
-            None => Vec::new(),
-        }
+        self.score_tensor(batch).map(|logits| to_host(&logits)).unwrap_or_default()
     }
 
     pub fn config(&self) -> &ModelConfig {
