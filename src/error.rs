@@ -40,6 +40,18 @@ pub enum Error {
 
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// The directory holds no index yet (no `MANIFEST`).
+    #[error("no index in {0}: create one with `ponder index PATH... --index {0}` (or `Engine::index`)")]
+    NoIndex(PathBuf),
+
+    /// An indexing job was cancelled; what it had committed stays in the index.
+    #[error("indexing cancelled")]
+    Cancelled,
+
+    /// The file is not in the index.
+    #[error("not in the index: {0}")]
+    NotIndexed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,7 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::index::{IndexOptions, IndexReader, Indexer, Manifest, ModelStamp, Progress, VectorKind};
+use crate::rerank::Reranker;
+use crate::retrieve::{SearchOptions, Searcher};
 
 /// A test collection.
 #[derive(Default)]
@@ -219,6 +223,142 @@ pub fn evaluate_at(c: &Collection, run: &HashMap<String, Vec<String>>, k: usize)
         m.mrr10 /= n;
     }
     m
+}
+
+/// An evaluation index of a collection's corpus (one chunk per document), cached by
+/// collection, model, precision and vector kind.
+pub struct EvalIndex {
+    pub dir: PathBuf,
+    /// Whether a cached index was reused.
+    pub reused: bool,
+    /// Seconds spent building it (0 when reused).
+    pub index_s: f64,
+}
+
+/// Builds (or reuses) the evaluation index of `c` under `cache` (default: [`default_cache_dir`]).
+/// `on` hears (docs done, docs total, docs/s) while it builds.
+pub fn eval_index(
+    c: &Collection,
+    embedder: &Embedder,
+    stamp: ModelStamp,
+    vectors: VectorKind,
+    cache: Option<PathBuf>,
+    on: &mut dyn FnMut(usize, usize, f64),
+) -> Result<EvalIndex> {
+    let key = format!(
+        "{}-{}-{}-{}-{}",
+        c.name, c.fingerprint(), &stamp.fingerprint, stamp.precision, format!("{vectors:?}").to_lowercase()
+    );
+    let dir = cache.unwrap_or_else(default_cache_dir).join(key);
+    let reused = Manifest::read(&dir).ok().flatten().is_some_and(|m| m.files.len() == c.docs.len());
+    let mut index_s = 0.0;
+    if !reused {
+        let t = std::time::Instant::now();
+        let opts = IndexOptions { vector_kind: vectors, rebuild: true, ..Default::default() };
+        let mut ix = Indexer::open(&dir, embedder, stamp, opts)?;
+        ix.index_records(&c.docs, &mut |p| {
+            if let Progress::File { done, total, chunks, elapsed_s } = p {
+                on(done, total, chunks as f64 / elapsed_s.max(1e-9));
+            }
+        })?;
+        index_s = t.elapsed().as_secs_f64();
+    }
+    Ok(EvalIndex { dir, reused, index_s })
+}
+
+/// Every query's ranking: document ids per query id (the run), the ranked chunk lists in query
+/// order (for reranking), and the query rate.
+pub struct QueryRun {
+    pub run: HashMap<String, Vec<String>>,
+    pub lists: Vec<Vec<(u64, f32)>>,
+    pub queries_per_s: f64,
+}
+
+/// Runs every query of `c` against an evaluation index.
+pub fn run_queries(c: &Collection, reader: &IndexReader, embedder: &Embedder, opts: &SearchOptions) -> Result<QueryRun> {
+    let searcher = Searcher::new(reader, embedder);
+    let t = std::time::Instant::now();
+    let mut run = HashMap::new();
+    let mut lists = Vec::new();
+    for (qid, q) in &c.queries {
+        let ranked = searcher.search(std::slice::from_ref(q), opts)?;
+        let docs: Vec<String> = ranked.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect();
+        run.insert(qid.clone(), docs);
+        lists.push(ranked);
+    }
+    let queries_per_s = c.queries.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    Ok(QueryRun { run, lists, queries_per_s })
+}
+
+/// One cell of a rerank grid.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GridCell {
+    /// Candidates reranked (0: the retriever alone).
+    pub rerank_top: usize,
+    pub rerank_weight: f32,
+    pub metrics: Metrics,
+}
+
+/// A rerank grid and the reranker's latency.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RerankGrid {
+    pub cells: Vec<GridCell>,
+    /// The shallowest depth, and milliseconds per query to rerank it (what a user waits).
+    pub first_top: usize,
+    pub ms_per_query: f64,
+    /// The deepest depth, and milliseconds per query for it.
+    pub deepest: usize,
+    pub ms_per_query_deepest: f64,
+}
+
+/// Scores the deepest of `tops` once per query with `reranker`, then evaluates every
+/// (top, weight) pair by interpolation; the first cell is the retriever alone (`base`).
+/// `on` hears (queries done, total) while it scores.
+#[allow(clippy::too_many_arguments)]
+pub fn rerank_grid(
+    c: &Collection,
+    reader: &IndexReader,
+    lists: &[Vec<(u64, f32)>],
+    reranker: &Reranker,
+    tops: &[usize],
+    weights: &[f32],
+    k: usize,
+    base: &Metrics,
+    on: &mut dyn FnMut(usize, usize),
+) -> Result<RerankGrid> {
+    let deepest = *tops.iter().max().unwrap_or(&20);
+    let first = *tops.iter().min().unwrap_or(&20);
+    let mut scores: Vec<Vec<f32>> = Vec::with_capacity(lists.len());
+    let (mut first_s, mut total_s) = (0.0, 0.0);
+    for (i, ((_, q), ranked)) in c.queries.iter().zip(lists).enumerate() {
+        let n = deepest.min(ranked.len());
+        let texts: Vec<String> = ranked[..n]
+            .iter()
+            .map(|(id, _)| Ok(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default()))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        // The shallowest depth is timed on its own: that is the per-query latency a user sees.
+        let t = std::time::Instant::now();
+        let mut s = reranker.score(q, &refs[..first.min(n)])?;
+        first_s += t.elapsed().as_secs_f64();
+        s.extend(reranker.score(q, &refs[first.min(n)..])?);
+        total_s += t.elapsed().as_secs_f64();
+        scores.push(s);
+        on(i + 1, c.queries.len());
+    }
+    let nq = lists.len().max(1) as f64;
+    let mut cells = vec![GridCell { rerank_top: 0, rerank_weight: 0.0, metrics: *base }];
+    for &top in tops {
+        for &w in weights {
+            let mut run = HashMap::new();
+            for (((qid, _), ranked), s) in c.queries.iter().zip(lists).zip(&scores) {
+                let out = crate::rerank::interpolate(ranked, &s[..top.min(s.len())], w);
+                run.insert(qid.clone(), out.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect());
+            }
+            cells.push(GridCell { rerank_top: top, rerank_weight: w, metrics: evaluate_at(c, &run, k) });
+        }
+    }
+    Ok(RerankGrid { cells, first_top: first, ms_per_query: first_s / nq * 1e3, deepest, ms_per_query_deepest: total_s / nq * 1e3 })
 }
 
 /// Where evaluation indexes are cached: `$XDG_CACHE_HOME/ponder/eval`.

@@ -16,24 +16,36 @@
 //! - [`rerank`]: cross-encoder reranking interpolated with the retriever;
 //! - [`present`]: results, snippets and highlighting;
 //! - [`eval`]: BEIR/BRIGHT collections and trec_eval-style metrics;
-//! - [`train`]: training a cross-encoder reranker with burn's autodiff.
+//! - [`train`]: training a cross-encoder reranker with burn's autodiff;
+//! - [`engine`]: the facade applications use: [`Engine`] opens an index with its models, indexes
+//!   (with progress and cancellation), searches (with filters and reranking), and reports;
+//! - [`serve`], [`mcp`], [`watch`]: the warm HTTP server, the MCP server for agents, and the
+//!   live index that follows file changes, all over an [`Engine`].
+//! - [`capi`]: the C ABI (`include/ponder.h`) over an [`Engine`], for applications not written
+//!   in Rust.
 //!
 //! Libraries return [`Error`]; the `ponder` binary reports it.
 
+pub mod capi;
 pub mod chunk;
 pub mod device;
+pub mod engine;
 pub mod eval;
 pub mod embed;
 pub mod error;
 pub mod fsutil;
 pub mod fuse;
 pub mod index;
+pub mod mcp;
 pub mod ingest;
 pub mod model;
 pub mod present;
 pub mod rerank;
 pub mod retrieve;
+pub mod serve;
 pub mod train;
+pub mod watch;
 
 pub use embed::Embedder;
+pub use engine::{Engine, EngineOptions, IndexJob, SearchRequest};
 pub use error::{Error, Result};

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ponder::device::DeviceChoice;
-use ponder::fuse::Fusion;
-use ponder::index::{self, IndexReader, Indexer, ModelStamp, Progress, VectorKind};
-use ponder::model::{format, ModelSource, ModelWeights, Precision};
+use ponder::engine::{self, Engine, EngineOptions, IndexJob, SearchRequest};
+use ponder::index::{self, IndexReader, ModelStamp, Progress, VectorKind};
+use ponder::model::{format, ModelSource, Precision};
 use ponder::present;
 use ponder::retrieve::{Mode, SearchOptions, Searcher};
 use ponder::Embedder;
@@ -44,52 +44,8 @@ impl ModelArgs {
     }
 
     fn load_with_stamp(&self) -> Result<(Embedder, ModelStamp)> {
-        let weights = self.model.load().with_context(|| format!("loading model {}", model_name(&self.model)))?;
-        let precision = compute_precision(self.precision, &weights, "--precision")?;
-        let embedder = Embedder::new(&weights, precision, self.device)?;
-        let stamp = stamp(&self.model, &weights, &embedder);
-        Ok((embedder, stamp))
-    }
-}
-
-/// The compute precision: the one asked for, else int8 for int8 files and f32 otherwise.
-fn compute_precision(asked: Option<Precision>, weights: &ModelWeights, flag: &str) -> Result<Precision> {
-    let precision = asked.unwrap_or(match format::precision_of(weights) {
-        Precision::Int8 => Precision::Int8,
-        _ => Precision::F32,
-    });
-    if precision == Precision::F16 {
-        bail!("{flag} f16 is a storage format (model import), not a compute precision");
-    }
-    Ok(precision)
-}
-
-/// A cross-encoder's weights: the built-in reranker for `default`, else the file or directory.
-fn reranker_weights(src: &ModelSource) -> Result<ModelWeights> {
-    Ok(match src {
-        ModelSource::Default => ponder::rerank::Reranker::default_weights()?,
-        other => other.load().with_context(|| format!("loading reranker {}", model_name(other)))?,
-    })
-}
-
-/// Texts of the chunks `ranked` names, in order (empty for a chunk that is gone).
-fn chunk_texts(reader: &IndexReader, ranked: &[(u64, f32)]) -> Result<Vec<String>> {
-    ranked.iter().map(|(id, _)| Ok(reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default())).collect()
-}
-
-fn model_name(m: &ModelSource) -> String {
-    match m {
-        ModelSource::Default => "default".into(),
-        ModelSource::Path(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string(),
-    }
-}
-
-fn stamp(source: &ModelSource, weights: &ModelWeights, embedder: &Embedder) -> ModelStamp {
-    ModelStamp {
-        name: model_name(source),
-        fingerprint: weights.fingerprint(),
-        dim: embedder.dim(),
-        precision: embedder.precision_name().to_string(),
+        engine::load_model(&self.model, self.precision, self.device)
+            .with_context(|| format!("loading model {}", engine::model_name(&self.model)))
     }
 }
 
@@ -118,8 +74,9 @@ struct RerankArgs {
 
 impl RerankArgs {
     fn load(&self, device: DeviceChoice) -> Result<ponder::rerank::Reranker> {
-        let weights = reranker_weights(&self.reranker)?;
-        let precision = compute_precision(self.reranker_precision, &weights, "--reranker-precision")?;
+        let weights = engine::reranker_weights(&self.reranker)
+            .with_context(|| format!("loading reranker {}", engine::model_name(&self.reranker)))?;
+        let precision = engine::compute_precision(self.reranker_precision, &weights).context("--reranker-precision")?;
         Ok(ponder::rerank::Reranker::new(&weights, precision, device)?)
     }
 
@@ -175,26 +132,51 @@ struct RetrievalArgs {
 }
 
 impl RetrievalArgs {
-    fn options(&self, k: usize) -> Result<SearchOptions> {
-        let fusion = match self.fusion.as_str() {
-            "rrf" => Fusion::Rrf { k: self.rrf_k },
-            "weighted" => Fusion::Weighted { dense_weight: self.dense_weight },
-            other => bail!("unknown --fusion {other:?} (rrf, weighted)"),
-        };
-        Ok(SearchOptions {
+    /// The request these flags describe (no query yet).
+    fn request(&self, k: usize) -> SearchRequest {
+        SearchRequest {
             k,
             mode: self.mode,
-            fusion,
+            fusion: self.fusion.clone(),
+            dense_weight: self.dense_weight,
+            rrf_k: self.rrf_k,
             candidates: self.candidates.max(k),
             exact: self.exact,
-            rocchio: (self.prf_dense > 0).then_some(ponder::retrieve::Rocchio { docs: self.prf_dense, beta: self.prf_dense_beta }),
-            rm3: (self.rm3 > 0).then_some(ponder::retrieve::Rm3 {
-                docs: self.rm3,
-                terms: self.rm3_terms,
-                original_weight: self.rm3_weight,
-            }),
             long_query: self.long_query,
-        })
+            prf_dense: self.prf_dense,
+            prf_dense_beta: self.prf_dense_beta,
+            rm3: self.rm3,
+            rm3_terms: self.rm3_terms,
+            rm3_weight: self.rm3_weight,
+            ..Default::default()
+        }
+    }
+}
+
+/// Which files may answer.
+#[derive(clap::Args, Clone, Default)]
+struct FilterArgs {
+    /// Only files whose path matches this glob (repeatable; `!GLOB` excludes). A relative
+    /// glob matches anywhere (`*.md`), a plain path matches the file or folder.
+    #[arg(long = "path", value_name = "GLOB")]
+    path: Vec<String>,
+    /// Only files of this kind: pdf, md, html, code, text (repeatable).
+    #[arg(long = "type", value_name = "KIND")]
+    kinds: Vec<String>,
+    /// Only files modified on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    after: Option<String>,
+    /// Only files modified before this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    before: Option<String>,
+}
+
+impl FilterArgs {
+    fn apply(&self, req: &mut SearchRequest) {
+        req.path = self.path.clone();
+        req.kinds = self.kinds.clone();
+        req.after = self.after.clone();
+        req.before = self.before.clone();
     }
 }
 
@@ -209,23 +191,6 @@ impl IndexDirArg {
     fn dir(&self) -> PathBuf {
         self.index.clone().unwrap_or_else(index::default_dir)
     }
-}
-
-/// Loads the model an index was built with, checking it is the same model.
-fn embedder_for(reader: &IndexReader, device: DeviceChoice) -> Result<Embedder> {
-    let st = &reader.manifest.model;
-    let source: ModelSource = st.name.parse().unwrap();
-    let weights = source.load().with_context(|| format!("loading the index's model {}", st.name))?;
-    let precision = if st.precision == "int8" { Precision::Int8 } else { Precision::F32 };
-    let embedder = Embedder::new(&weights, precision, device)?;
-    let now = stamp(&source, &weights, &embedder);
-    if now.fingerprint != st.fingerprint {
-        bail!(
-            "the index was built with model {} (fingerprint {}), but that model now has fingerprint {}; re-index with --rebuild",
-            st.name, st.fingerprint, now.fingerprint
-        );
-    }
-    Ok(embedder)
 }
 
 #[derive(Subcommand)]
@@ -248,9 +213,9 @@ enum Command {
         dir: IndexDirArg,
         #[command(flatten)]
         model: ModelArgs,
-        /// Vector storage in usearch.
-        #[arg(long, value_enum, default_value = "i8")]
-        vectors: VectorKind,
+        /// Vector storage in usearch (default: the index's, i8 for a new one).
+        #[arg(long, value_enum)]
+        vectors: Option<VectorKind>,
         /// Instruction prepended to every query of this index (documents are embedded as is).
         #[arg(long)]
         instruction: Option<String>,
@@ -293,9 +258,76 @@ enum Command {
         retrieval: RetrievalArgs,
         #[command(flatten)]
         rerank: RerankArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// One JSON object per result line.
         #[arg(long)]
         json: bool,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Print a file's text as ponder indexed it, or a line range of it: PATH or PATH:START-END.
+    Get {
+        /// An indexed file, optionally with a line range (`notes/a.md:10-20`).
+        target: String,
+        #[command(flatten)]
+        dir: IndexDirArg,
+        /// A JSON object (path, start_line, end_line, total_lines, text) instead of the text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the index over HTTP/JSON (and a Unix socket) with the model kept loaded.
+    Serve {
+        #[command(flatten)]
+        dir: IndexDirArg,
+        /// TCP address to listen on (default 127.0.0.1:7700; port 0 picks a free port).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Also (or only) listen on this Unix socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Follow the index's folders and re-index files as they change.
+        #[arg(long)]
+        watch: bool,
+        /// Allow a non-loopback --addr (requires --token).
+        #[arg(long)]
+        allow_remote: bool,
+        /// Require `Authorization: Bearer TOKEN` on every request.
+        #[arg(long)]
+        token: Option<String>,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body_bytes: usize,
+        /// Searches answered at once; more wait.
+        #[arg(long, default_value_t = 16)]
+        max_concurrent: usize,
+        /// Seconds before a request times out.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Commit index jobs after this many new chunks.
+        #[arg(long, default_value_t = 2048, hide = true)]
+        commit_every: usize,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Serve the index to AI agents over MCP (Model Context Protocol) on stdin/stdout.
+    Mcp {
+        #[command(flatten)]
+        dir: IndexDirArg,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Follow the index's folders and re-index files as they are created, changed, renamed or
+    /// deleted, until stopped.
+    Watch {
+        #[command(flatten)]
+        dir: IndexDirArg,
+        /// Do not catch up with changes made while nobody watched before starting.
+        #[arg(long)]
+        no_initial: bool,
+        /// Quiet time (ms) after the last change before re-indexing.
+        #[arg(long, default_value_t = 300)]
+        debounce_ms: u64,
         #[arg(long, value_enum, default_value = "auto")]
         device: DeviceChoice,
     },
@@ -516,17 +548,20 @@ fn run(command: Command) -> Result<()> {
         Command::Embed { model } => embed_stdin(&model),
         Command::Demo { model } => demo(&model),
         Command::Index { paths, dir, model, vectors, instruction, hidden, no_ignore, max_file_size, rebuild, compact, progress, commit_every } => {
-            let opts = index::IndexOptions {
+            let opts = EngineOptions {
+                // Re-runs keep the index's model unless another is named explicitly.
+                model: (model.model != ModelSource::Default || model.precision.is_some() || rebuild).then(|| model.model.clone()),
+                precision: model.precision,
+                device: model.device,
+                vectors,
                 walk: ponder::ingest::WalkOptions { hidden, no_ignore, max_bytes: max_file_size, ..Default::default() },
-                vector_kind: vectors,
-                instruction,
-                rebuild,
                 commit_every_chunks: commit_every.max(1),
                 ..Default::default()
             };
-            run_index(&dir.dir(), paths, &model, opts, compact, &progress)
+            let job = IndexJob { rebuild, compact, instruction, cancel: None };
+            run_index(&dir.dir(), paths, opts, &job, &progress)
         }
-        Command::Search { query, queries, dir, k, retrieval, rerank, json, device } => {
+        Command::Search { query, queries, dir, k, retrieval, rerank, filter, json, device } => {
             let mut all: Vec<String> = query.into_iter().chain(queries).collect();
             if all.is_empty() {
                 let mut s = String::new();
@@ -544,29 +579,77 @@ fn run(command: Command) -> Result<()> {
             if rerank.rerank && (rerank.rerank_top.len() > 1 || rerank.rerank_weight.len() > 1) {
                 bail!("search takes one --rerank-top and one --rerank-weight (lists are for eval)");
             }
-            let opts = retrieval.options(k)?;
-            run_search(&dir.dir(), &all, &opts, rerank.rerank.then_some(&rerank), json, device)
+            let mut req = retrieval.request(k);
+            req.queries = all;
+            req.rerank = rerank.rerank;
+            req.rerank_top = rerank.rerank_top[0];
+            req.rerank_weight = rerank.rerank_weight[0];
+            filter.apply(&mut req);
+            let opts = EngineOptions {
+                device,
+                reranker: rerank.reranker.clone(),
+                reranker_precision: rerank.reranker_precision,
+                ..Default::default()
+            };
+            run_search(&dir.dir(), &req, opts, json)
         }
         Command::Status { dir, json } => status(&dir.dir(), json),
+        Command::Get { target, dir, json } => get(&dir.dir(), &target, json),
+        Command::Remove { path, dir } => {
+            let engine = Engine::open_existing(dir.dir(), EngineOptions { device: DeviceChoice::Cpu, ..Default::default() })?;
+            let n = engine.remove(&path)?;
+            eprintln!("removed {n} file(s) under {}", path.display());
+            Ok(())
+        }
+        Command::Serve { dir, addr, socket, watch, allow_remote, token, max_body_bytes, max_concurrent, timeout, commit_every, device } => {
+            let opts = EngineOptions { device, commit_every_chunks: commit_every.max(1), ..Default::default() };
+            let engine = std::sync::Arc::new(Engine::open(dir.dir(), opts)?);
+            engine.warm()?;
+            let serve = ponder::serve::ServeOptions {
+                addr, socket, allow_remote, token, watch, max_body_bytes, max_concurrent, timeout_secs: timeout,
+            };
+            ponder::serve::run(engine, serve, std::sync::Arc::new(|line: String| eprintln!("{line}")))?;
+            Ok(())
+        }
+        Command::Mcp { dir, device } => {
+            let engine = std::sync::Arc::new(Engine::open(dir.dir(), EngineOptions { device, ..Default::default() })?);
+            // A missing index is reported by the tools (an agent can create one); a broken
+            // model is not something an agent can fix.
+            engine.embedder()?;
+            ponder::mcp::run_stdio(engine, std::sync::Arc::new(|line: String| eprintln!("{line}")))?;
+            Ok(())
+        }
+        Command::Watch { dir, no_initial, debounce_ms, device } => {
+            let engine = std::sync::Arc::new(Engine::open_existing(dir.dir(), EngineOptions { device, ..Default::default() })?);
+            if !no_initial {
+                let report = engine.index(&[], &IndexJob::default(), &mut |p| {
+                    if let Progress::Warning(w) = p {
+                        eprintln!("warning: {w}");
+                    }
+                })?;
+                eprintln!("{}", summary(&report));
+            }
+            let on = std::sync::Arc::new(|e: ponder::watch::WatchEvent| match e {
+                ponder::watch::WatchEvent::Updated { paths, report } => eprintln!(
+                    "updated {paths} path(s): {} indexed, {} removed, {} chunks added; generation {}",
+                    report.files_indexed, report.files_removed, report.chunks_added, report.generation
+                ),
+                ponder::watch::WatchEvent::Warning(w) => eprintln!("warning: {w}"),
+                ponder::watch::WatchEvent::Error(e) => eprintln!("error: {e}"),
+            });
+            let opts = ponder::watch::WatchOptions { debounce_ms, ..Default::default() };
+            let _handle = ponder::watch::start(engine.clone(), opts, on)?;
+            eprintln!("watching {} (index {})", engine.status()?.roots.join(", "), engine.dir().display());
+            loop {
+                std::thread::park();
+            }
+        }
         Command::Eval { dir, retrieval, rerank, k, json, model, vectors, split, max_queries, cache } => {
             rerank.check()?;
-            let mut opts = retrieval.options(100.max(k))?;
+            let mut opts = retrieval.request(100.max(k)).options()?;
             opts.candidates = opts.candidates.max(100);
             let device = model.device;
             run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache, rerank.rerank.then_some(&rerank), device)
-        }
-        Command::Remove { path, dir } => {
-            let dir = dir.dir();
-            let reader = IndexReader::open(&dir).with_context(|| format!("opening index {}", dir.display()))?;
-            let embedder = embedder_for(&reader, DeviceChoice::Cpu)?;
-            let m = &reader.manifest;
-            let opts = index::IndexOptions { chunking: m.chunking.clone(), vector_kind: m.vector_kind, ..Default::default() };
-            let stamp = m.model.clone();
-            drop(reader);
-            let mut ix = Indexer::open(&dir, &embedder, stamp, opts)?;
-            let n = ix.remove(&path)?;
-            eprintln!("removed {n} file(s) under {}", path.display());
-            Ok(())
         }
         Command::Model { command: ModelCommand::Import { hf_dir, out_file, precision, provenance } } => {
             let t = Instant::now();
@@ -610,7 +693,7 @@ fn train(command: TrainCommand) -> Result<()> {
     if !(1..=512).contains(&max_len) {
         bail!("--max-len must be between 1 and 512");
     }
-    let weights = init.load().with_context(|| format!("loading --init {}", model_name(&init)))?;
+    let weights = init.load().with_context(|| format!("loading --init {}", engine::model_name(&init)))?;
     // ponder's native runtime has no backward pass: CPU training is burn flex.
     let resolved = match device {
         DeviceChoice::Cpu | DeviceChoice::Flex => ponder::device::resolve(DeviceChoice::Flex)?,
@@ -633,8 +716,8 @@ fn train(command: TrainCommand) -> Result<()> {
     let teacher = match &distill_from {
         None => None,
         Some(src) => {
-            let w = reranker_weights(src)?;
-            Some(Embedder::new(&w, compute_precision(None, &w, "teacher")?, DeviceChoice::Cpu)?)
+            let w = engine::reranker_weights(src)?;
+            Some(Embedder::new(&w, engine::compute_precision(None, &w)?, DeviceChoice::Cpu)?)
         }
     };
     let rc = ponder::train::RunConfig {
@@ -647,38 +730,24 @@ fn train(command: TrainCommand) -> Result<()> {
     Ok(())
 }
 
-fn run_index(dir: &std::path::Path, paths: Vec<PathBuf>, model: &ModelArgs, mut opts: index::IndexOptions, compact: bool, progress: &str) -> Result<()> {
+fn summary(r: &index::IndexReport) -> String {
+    format!(
+        "{} indexed, {} unchanged, {} removed, {} skipped; {} chunks added in {:.1}s ({:.1} chunks/s); generation {}",
+        r.files_indexed, r.files_unchanged, r.files_removed, r.files_skipped, r.chunks_added, r.elapsed_s, r.chunks_per_s, r.generation
+    )
+}
+
+fn run_index(dir: &std::path::Path, paths: Vec<PathBuf>, opts: EngineOptions, job: &IndexJob, progress: &str) -> Result<()> {
     use std::io::IsTerminal;
-    let prior = index::Manifest::read(dir).ok().flatten();
-    let existing = if opts.rebuild { None } else { prior.clone() };
     let t = Instant::now();
-    let (embedder, stamp) = match &existing {
-        // Re-runs keep the index's model unless another is named explicitly.
-        Some(m) if model.model == ModelSource::Default && model.precision.is_none() && m.model.name != "default" => {
-            let args = ModelArgs { model: m.model.name.parse().unwrap(), precision: None, device: model.device };
-            args.load_with_stamp()?
-        }
-        _ => model.load_with_stamp()?,
-    };
-    if let Some(m) = &existing {
-        opts.chunking = m.chunking.clone();
-    }
-    let roots: Vec<PathBuf> = if paths.is_empty() {
-        let from_manifest: Vec<PathBuf> =
-            prior.map(|m| m.roots.into_iter().map(PathBuf::from).collect()).unwrap_or_default();
-        if from_manifest.is_empty() && !compact {
-            bail!("nothing to index: give one or more paths");
-        }
-        from_manifest
-    } else {
-        paths
-    };
+    let engine = Engine::open(dir, opts)?;
+    let embedder = engine.embedder()?;
     let mode = match progress {
         "auto" if std::io::stderr().is_terminal() => "bar",
         "auto" => "plain",
-        other => other,
+        "bar" | "plain" | "json" | "none" => progress,
+        other => bail!("unknown --progress {other:?} (auto, plain, json, none)"),
     };
-    let mut ix = Indexer::open(dir, &embedder, stamp, opts)?;
     eprintln!("indexing into {} ({}; model loaded in {:.0} ms)", dir.display(), embedder.describe(), t.elapsed().as_secs_f64() * 1e3);
     let bar = (mode == "bar").then(|| {
         let b = indicatif::ProgressBar::new(0);
@@ -723,84 +792,70 @@ fn run_index(dir: &std::path::Path, paths: Vec<PathBuf>, model: &ModelArgs, mut 
         }
         _ => {}
     };
-    if !roots.is_empty() {
-        let report = ix.index(&roots, &mut on)?;
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
-        eprintln!(
-            "{} indexed, {} unchanged, {} removed, {} skipped; {} chunks added in {:.1}s ({:.1} chunks/s); generation {}",
-            report.files_indexed, report.files_unchanged, report.files_removed, report.files_skipped,
-            report.chunks_added, report.elapsed_s, report.chunks_per_s, report.generation
-        );
+    let report = engine.index(&paths, job, &mut on)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
     }
-    if compact {
-        ix.compact(&mut on)?;
+    if report.files_seen > 0 || !job.compact {
+        eprintln!("{}", summary(&report));
+    }
+    if job.compact {
         eprintln!("compacted");
     }
     Ok(())
 }
 
-fn run_search(
-    dir: &std::path::Path,
-    queries: &[String],
-    opts: &SearchOptions,
-    rerank: Option<&RerankArgs>,
-    json: bool,
-    device: DeviceChoice,
-) -> Result<()> {
+fn run_search(dir: &std::path::Path, req: &SearchRequest, opts: EngineOptions, json: bool) -> Result<()> {
     use std::io::IsTerminal;
-    let reader = IndexReader::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
-    let embedder = embedder_for(&reader, device)?;
-    let searcher = Searcher { reader: &reader, embedder: &embedder };
-    let ranked = match rerank {
-        None => searcher.search(queries, opts)?,
-        Some(args) => {
-            let top = args.rerank_top[0];
-            let mut wide = opts.clone();
-            wide.k = opts.k.max(top);
-            let ranked = searcher.search(queries, &wide)?;
-            let reranker = args.load(device)?;
-            let texts = chunk_texts(&reader, &ranked[..top.min(ranked.len())])?;
-            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-            // Several queries: the reranker reads them joined, as one information need.
-            let scores = reranker.score(&queries.join(" "), &refs)?;
-            let mut out = ponder::rerank::interpolate(&ranked, &scores, args.rerank_weight[0]);
-            out.truncate(opts.k);
-            out
-        }
-    };
-    let terms: Vec<String> = queries.iter().flat_map(|q| reader.lexical.query_terms(q)).collect();
+    let engine = Engine::open_existing(dir, opts)?;
+    let hits = engine.search(req)?;
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
-    for (rank, (id, score)) in ranked.iter().enumerate() {
-        let Some(hit) = reader.chunk(*id)? else { continue };
-        let r = hit.record;
-        let highlights = present::matches(&r.text, &terms, &reader.lexical.analyzer);
+    for (rank, h) in hits.iter().enumerate() {
         if json {
-            let h = present::Hit {
-                path: hit.path,
-                score: *score,
-                start_line: r.start_line,
-                end_line: r.end_line,
-                heading: r.heading,
-                text: r.text,
-                highlights,
-                chunk_id: *id,
-            };
-            serde_json::to_writer(&mut out, &h)?;
+            serde_json::to_writer(&mut out, h)?;
             writeln!(out)?;
         } else {
-            let (snip, hs) = present::snippet(&r.text, &highlights, 300);
+            let (snip, hs) = present::snippet(&h.text, &h.highlights, 300);
             let (open, close) = if tty { ("\x1b[1;33m", "\x1b[0m") } else { ("**", "**") };
-            let heading = r.heading.map(|h| format!("  [{h}]")).unwrap_or_default();
-            writeln!(out, "{}. {}:{}-{}  score {:.4}{}", rank + 1, hit.path, r.start_line, r.end_line, score, heading)?;
+            let heading = h.heading.as_ref().map(|h| format!("  [{h}]")).unwrap_or_default();
+            writeln!(out, "{}. {}:{}-{}  score {:.4}{}", rank + 1, h.path, h.start_line, h.end_line, h.score, heading)?;
             writeln!(out, "   {}", present::render(&snip, &hs, open, close))?;
         }
     }
-    if ranked.is_empty() && !json {
+    if hits.is_empty() && !json {
         writeln!(out, "no results")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `PATH` or `PATH:START-END` (the range only when it parses, so paths with colons work).
+fn parse_target(target: &str) -> (PathBuf, Option<(u32, u32)>) {
+    if let Some((path, range)) = target.rsplit_once(':') {
+        let parsed = match range.split_once('-') {
+            Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
+            None => range.parse().ok().map(|a: u32| (a, a)),
+        };
+        if let Some(r) = parsed {
+            return (PathBuf::from(path), Some(r));
+        }
+    }
+    (PathBuf::from(target), None)
+}
+
+fn get(dir: &std::path::Path, target: &str, json: bool) -> Result<()> {
+    let engine = Engine::open_existing(dir, EngineOptions::default())?;
+    let (path, lines) = parse_target(target);
+    let doc = engine.get(&path, lines)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if json {
+        serde_json::to_writer(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", doc.text)?;
     }
     out.flush()?;
     Ok(())
@@ -826,51 +881,73 @@ fn run_eval(
         c.queries.truncate(n);
     }
     let (embedder, stamp) = model.load_with_stamp()?;
-    let key = format!(
-        "{}-{}-{}-{}-{}",
-        c.name, c.fingerprint(), &stamp.fingerprint, stamp.precision, format!("{vectors:?}").to_lowercase()
-    );
-    let idx_dir = cache.unwrap_or_else(eval::default_cache_dir).join(key);
-    let reusable = index::Manifest::read(&idx_dir).ok().flatten().is_some_and(|m| m.files.len() == c.docs.len());
-    let mut index_s = 0.0;
-    if !reusable {
-        let t = Instant::now();
-        let opts = index::IndexOptions { vector_kind: vectors, rebuild: true, ..Default::default() };
-        let mut ix = Indexer::open(&idx_dir, &embedder, stamp, opts)?;
+    let mut last = Instant::now();
+    let ix = eval::eval_index(&c, &embedder, stamp, vectors, cache, &mut |done, total, rate| {
+        if !json && (last.elapsed().as_secs_f64() > 5.0 || done == total) {
+            last = Instant::now();
+            eprintln!("indexing {}: {done}/{total} docs, {rate:.1} docs/s", c.name);
+        }
+    })?;
+    let reader = IndexReader::open(&ix.dir)?;
+    let q = eval::run_queries(&c, &reader, &embedder, opts)?;
+    let m = eval::evaluate_at(&c, &q.run, k);
+    let round = |x: f64| (x * 1e4).round() / 1e2;
+    if let Some(args) = rerank {
+        let reranker = args.load(device)?;
         let mut last = Instant::now();
-        ix.index_records(&c.docs, &mut |p| {
-            if let Progress::File { done, total, chunks, elapsed_s } = p {
-                if !json && (last.elapsed().as_secs_f64() > 5.0 || done == total) {
-                    last = Instant::now();
-                    eprintln!("indexing {}: {done}/{total} docs, {:.1} docs/s", c.name, chunks as f64 / elapsed_s.max(1e-9));
-                }
+        let grid = eval::rerank_grid(&c, &reader, &q.lists, &reranker, &args.rerank_top, &args.rerank_weight, k, &m, &mut |i, n| {
+            if !json && last.elapsed().as_secs_f64() > 10.0 {
+                last = Instant::now();
+                eprintln!("reranking {}: {i}/{n} queries", c.name);
             }
         })?;
-        index_s = t.elapsed().as_secs_f64();
-    }
-    let reader = IndexReader::open(&idx_dir)?;
-    let searcher = Searcher { reader: &reader, embedder: &embedder };
-    let t = Instant::now();
-    let mut run = std::collections::HashMap::new();
-    let mut lists = Vec::new();
-    for (qid, q) in &c.queries {
-        let ranked = searcher.search(std::slice::from_ref(q), opts)?;
-        let docs: Vec<String> = ranked.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect();
-        run.insert(qid.clone(), docs);
-        lists.push(ranked);
-    }
-    let qps = c.queries.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
-    let m = eval::evaluate_at(&c, &run, k);
-    if let Some(args) = rerank {
-        return rerank_grid(&c, &reader, &lists, args, device, k, json, &m);
+        let rows: Vec<serde_json::Value> = grid
+            .cells
+            .iter()
+            .map(|cell| {
+                serde_json::json!({
+                    "collection": c.name, "rerank_top": cell.rerank_top,
+                    "rerank_weight": (f64::from(cell.rerank_weight) * 1e3).round() / 1e3,
+                    format!("ndcg@{k}"): round(cell.metrics.ndcg10), "recall@100": round(cell.metrics.recall100),
+                    format!("mrr@{k}"): round(cell.metrics.mrr10),
+                })
+            })
+            .collect();
+        let timing = serde_json::json!({
+            "collection": c.name, "reranker": reranker.describe(), "queries": q.lists.len(),
+            "rerank_ms_per_query_at_top": grid.first_top, "rerank_ms_per_query": (grid.ms_per_query * 10.0).round() / 10.0,
+            "rerank_ms_per_query_deepest": (grid.ms_per_query_deepest * 10.0).round() / 10.0, "deepest": grid.deepest,
+        });
+        if json {
+            for r in &rows {
+                println!("{r}");
+            }
+            println!("{timing}");
+        } else {
+            println!("{} ({} queries), reranker: {}", c.name, q.lists.len(), reranker.describe());
+            println!("{:>10} {:>8} {:>9} {:>11} {:>8}", "rerank_top", "weight", format!("nDCG@{k}"), "Recall@100", format!("MRR@{k}"));
+            for r in &rows {
+                println!(
+                    "{:>10} {:>8} {:>9.2} {:>11.2} {:>8.2}",
+                    if r["rerank_top"] == 0 { "none".to_string() } else { r["rerank_top"].to_string() },
+                    r["rerank_weight"], r[format!("ndcg@{k}")].as_f64().unwrap_or(0.0), r["recall@100"].as_f64().unwrap_or(0.0),
+                    r[format!("mrr@{k}")].as_f64().unwrap_or(0.0)
+                );
+            }
+            println!(
+                "rerank latency: {:.1} ms/query at top {} ({:.1} ms at top {})",
+                grid.ms_per_query, grid.first_top, grid.ms_per_query_deepest, grid.deepest
+            );
+        }
+        return Ok(());
     }
     let out = serde_json::json!({
         "collection": c.name, "mode": format!("{:?}", opts.mode).to_lowercase(), "fusion": format!("{:?}", opts.fusion),
         "rocchio": format!("{:?}", opts.rocchio), "rm3": format!("{:?}", opts.rm3), "long_query": format!("{:?}", opts.long_query),
         "exact": opts.exact, "vectors": format!("{vectors:?}").to_lowercase(), "precision": embedder.precision_name(),
-        format!("ndcg@{k}"): (m.ndcg10 * 1e4).round() / 1e2, "recall@100": (m.recall100 * 1e4).round() / 1e2,
-        format!("mrr@{k}"): (m.mrr10 * 1e4).round() / 1e2, "queries": m.queries, "queries_per_s": (qps * 10.0).round() / 10.0,
-        "index_s": (index_s * 10.0).round() / 10.0, "index_reused": reusable, "docs": c.docs.len(),
+        format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100),
+        format!("mrr@{k}"): round(m.mrr10), "queries": m.queries, "queries_per_s": (q.queries_per_s * 10.0).round() / 10.0,
+        "index_s": (ix.index_s * 10.0).round() / 10.0, "index_reused": ix.reused, "docs": c.docs.len(),
     });
     if json {
         println!("{out}");
@@ -878,127 +955,28 @@ fn run_eval(
         println!(
             "{} ({} docs, {} queries) mode={} : nDCG@{k} {:.2}  Recall@100 {:.2}  MRR@{k} {:.2}  | {:.1} queries/s, index {:.1}s{}",
             c.name, c.docs.len(), m.queries, format!("{:?}", opts.mode).to_lowercase(),
-            m.ndcg10 * 100.0, m.recall100 * 100.0, m.mrr10 * 100.0, qps, index_s, if reusable { " (reused)" } else { "" }
+            m.ndcg10 * 100.0, m.recall100 * 100.0, m.mrr10 * 100.0, q.queries_per_s, ix.index_s, if ix.reused { " (reused)" } else { "" }
         );
     }
     Ok(())
 }
 
-/// Scores the largest --rerank-top once per query, then evaluates every (top, weight) pair.
-#[allow(clippy::too_many_arguments)]
-fn rerank_grid(
-    c: &ponder::eval::Collection,
-    reader: &IndexReader,
-    lists: &[Vec<(u64, f32)>],
-    args: &RerankArgs,
-    device: DeviceChoice,
-    k: usize,
-    json: bool,
-    base: &ponder::eval::Metrics,
-) -> Result<()> {
-    use ponder::eval;
-    let reranker = args.load(device)?;
-    let deepest = *args.rerank_top.iter().max().unwrap_or(&20);
-    let first = *args.rerank_top.iter().min().unwrap_or(&20);
-    let mut scores: Vec<Vec<f32>> = Vec::with_capacity(lists.len());
-    let (mut first_s, mut total_s) = (0.0, 0.0);
-    let mut last = Instant::now();
-    for (i, ((_, q), ranked)) in c.queries.iter().zip(lists).enumerate() {
-        let n = deepest.min(ranked.len());
-        let texts = chunk_texts(reader, &ranked[..n])?;
-        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        // The shallowest depth is timed on its own: that is the per-query latency a user sees.
-        let t = Instant::now();
-        let mut s = reranker.score(q, &refs[..first.min(n)])?;
-        first_s += t.elapsed().as_secs_f64();
-        s.extend(reranker.score(q, &refs[first.min(n)..])?);
-        total_s += t.elapsed().as_secs_f64();
-        scores.push(s);
-        if !json && last.elapsed().as_secs_f64() > 10.0 {
-            last = Instant::now();
-            eprintln!("reranking {}: {}/{} queries", c.name, i + 1, c.queries.len());
-        }
-    }
-    let nq = lists.len().max(1) as f64;
-    let ms_first = first_s / nq * 1e3;
-    let round = |x: f64| (x * 1e4).round() / 1e2;
-    let row = |top: usize, weight: f64, m: &eval::Metrics| {
-        serde_json::json!({
-            "collection": c.name, "rerank_top": top, "rerank_weight": weight,
-            format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100), format!("mrr@{k}"): round(m.mrr10),
-        })
-    };
-    let mut rows = vec![row(0, 0.0, base)];
-    for &top in &args.rerank_top {
-        for &w in &args.rerank_weight {
-            let mut run = std::collections::HashMap::new();
-            for (((qid, _), ranked), s) in c.queries.iter().zip(lists).zip(&scores) {
-                let out = ponder::rerank::interpolate(ranked, &s[..top.min(s.len())], w);
-                run.insert(qid.clone(), out.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect());
-            }
-            let m = eval::evaluate_at(c, &run, k);
-            rows.push(row(top, (f64::from(w) * 1e3).round() / 1e3, &m));
-        }
-    }
-    let timing = serde_json::json!({
-        "collection": c.name, "reranker": reranker.describe(), "queries": lists.len(),
-        "rerank_ms_per_query_at_top": first, "rerank_ms_per_query": (ms_first * 10.0).round() / 10.0,
-        "rerank_ms_per_query_deepest": ((total_s / nq * 1e3) * 10.0).round() / 10.0, "deepest": deepest,
-    });
-    if json {
-        for r in &rows {
-            println!("{r}");
-        }
-        println!("{timing}");
-    } else {
-        println!("{} ({} queries), reranker: {}", c.name, lists.len(), reranker.describe());
-        println!("{:>10} {:>8} {:>9} {:>11} {:>8}", "rerank_top", "weight", format!("nDCG@{k}"), "Recall@100", format!("MRR@{k}"));
-        for r in &rows {
-            println!(
-                "{:>10} {:>8} {:>9.2} {:>11.2} {:>8.2}",
-                if r["rerank_top"] == 0 { "none".to_string() } else { r["rerank_top"].to_string() },
-                r["rerank_weight"], r[format!("ndcg@{k}")].as_f64().unwrap_or(0.0), r["recall@100"].as_f64().unwrap_or(0.0),
-                r[format!("mrr@{k}")].as_f64().unwrap_or(0.0)
-            );
-        }
-        println!("rerank latency: {ms_first:.1} ms/query at top {first} ({:.1} ms at top {deepest})", total_s / nq * 1e3);
-    }
-    Ok(())
-}
-
 fn status(dir: &std::path::Path, json: bool) -> Result<()> {
-    let reader = IndexReader::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
-    let m = &reader.manifest;
-    let info = serde_json::json!({
-        "index": dir.display().to_string(),
-        "generation": m.generation,
-        "files": m.files.len(),
-        "chunks": m.live_chunks(),
-        "disk_bytes": reader.disk_bytes(),
-        "vector_files": reader.vector_files(),
-        "vectors": format!("{:?}", m.vector_kind).to_lowercase(),
-        "model": m.model.name,
-        "model_fingerprint": m.model.fingerprint,
-        "precision": m.model.precision,
-        "dim": m.model.dim,
-        "chunking": {"max_tokens": m.chunking.max_tokens, "overlap_tokens": m.chunking.overlap_tokens},
-        "query_instruction": m.query_instruction,
-        "roots": m.roots,
-        "created_unix": m.created_unix,
-        "updated_unix": m.updated_unix,
-    });
+    let engine = Engine::open_existing(dir, EngineOptions::default())?;
+    let st = engine.status()?;
     if json {
-        println!("{info}");
+        println!("{}", serde_json::to_string(&st)?);
     } else {
-        println!("index:        {}", dir.display());
-        println!("files:        {}", m.files.len());
-        println!("chunks:       {}", m.live_chunks());
-        println!("disk:         {:.1} MB in {} vector file(s)", reader.disk_bytes() as f64 / 1e6, reader.vector_files());
-        println!("model:        {} ({}, {} dims, fingerprint {})", m.model.name, m.model.precision, m.model.dim, m.model.fingerprint);
-        println!("vectors:      {:?}", m.vector_kind);
-        println!("instruction:  {}", m.query_instruction.as_deref().unwrap_or("(none)"));
-        println!("roots:        {}", m.roots.join(", "));
-        println!("generation:   {} (updated {} s ago)", m.generation, index::manifest::now_unix().saturating_sub(m.updated_unix));
+        let ago = index::manifest::now_unix().saturating_sub(st.updated_unix);
+        println!("index:        {}", st.index);
+        println!("files:        {}", st.files);
+        println!("chunks:       {}", st.chunks);
+        println!("disk:         {:.1} MB in {} vector file(s)", st.disk_bytes as f64 / 1e6, st.vector_files);
+        println!("model:        {} ({}, {} dims, fingerprint {})", st.model, st.precision, st.dim, st.model_fingerprint);
+        println!("vectors:      {}", st.vectors);
+        println!("instruction:  {}", st.query_instruction.as_deref().unwrap_or("(none)"));
+        println!("roots:        {}", st.roots.join(", "));
+        println!("generation:   {} (updated {ago} s ago)", st.generation);
     }
     Ok(())
 }
@@ -1058,10 +1036,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn bench_search(dir: &std::path::Path, queries: Option<PathBuf>, n: usize, k: usize) -> Result<()> {
     let t = Instant::now();
-    let reader = IndexReader::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
+    let engine = Engine::open_existing(dir, EngineOptions::default())?;
+    let snap = engine.snapshot()?;
+    let reader = &snap.reader;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    let embedder = embedder_for(&reader, DeviceChoice::Auto)?;
+    let embedder = engine.embedder()?;
     let model_ms = t.elapsed().as_secs_f64() * 1e3;
     let qs: Vec<String> = match queries {
         Some(p) => std::fs::read_to_string(&p)?
@@ -1086,7 +1066,7 @@ fn bench_search(dir: &std::path::Path, queries: Option<PathBuf>, n: usize, k: us
     println!("{}", serde_json::json!({"event": "open", "index_open_ms": open_ms, "model_load_ms": model_ms,
         "chunks": reader.manifest.live_chunks(), "disk_bytes": reader.disk_bytes(),
         "bytes_per_chunk": reader.disk_bytes() as f64 / reader.manifest.live_chunks().max(1) as f64}));
-    let searcher = Searcher { reader: &reader, embedder: &embedder };
+    let searcher = Searcher::new(reader, &embedder);
     let mut hybrid_ms = Vec::new();
     for mode in [Mode::Dense, Mode::Lexical, Mode::Hybrid] {
         let opts = SearchOptions { k, mode, ..Default::default() };

@@ -4,9 +4,11 @@
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::fuse::{self, Fusion};
+use crate::index::manifest::LiveSet;
 use crate::index::IndexReader;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
     Hybrid,
@@ -32,7 +34,8 @@ pub struct Rm3 {
 
 /// What to do with a query longer than the model's window. Truncation is the default: no query
 /// of SciFact or held-out SQuAD is that long, so splitting has not earned its place by measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LongQuery {
     /// The model sees the first window only.
     #[default]
@@ -73,9 +76,25 @@ impl Default for SearchOptions {
 pub struct Searcher<'a> {
     pub reader: &'a IndexReader,
     pub embedder: &'a Embedder,
+    /// Only these chunks are candidates (a filter); `None` means every live chunk.
+    pub filter: Option<&'a LiveSet>,
 }
 
 impl<'a> Searcher<'a> {
+    pub fn new(reader: &'a IndexReader, embedder: &'a Embedder) -> Self {
+        Searcher { reader, embedder, filter: None }
+    }
+
+    /// Restricts candidates to `live` (which should be a subset of the reader's live chunks).
+    pub fn with_filter(mut self, live: &'a LiveSet) -> Self {
+        self.filter = Some(live);
+        self
+    }
+
+    fn live(&self) -> &LiveSet {
+        self.filter.unwrap_or(&self.reader.live)
+    }
+
     /// The text the dense model sees for a query.
     pub fn dense_query(&self, query: &str) -> String {
         match &self.reader.manifest.query_instruction {
@@ -110,7 +129,7 @@ impl<'a> Searcher<'a> {
 
     fn dense_list(&self, query: &str, n: usize, opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
         let mut q = self.query_vector(query, opts.long_query)?;
-        let first = self.reader.dense(&q, n, opts.exact)?;
+        let first = self.reader.dense_in(&q, n, opts.exact, self.live())?;
         let Some(r) = opts.rocchio else { return Ok(first) };
         let mut centroid = vec![0f32; q.len()];
         let mut used = 0;
@@ -128,11 +147,11 @@ impl<'a> Searcher<'a> {
             *a += r.beta * c / used as f32;
         }
         crate::embed::native::l2_normalize(&mut q);
-        self.reader.dense(&q, n, opts.exact)
+        self.reader.dense_in(&q, n, opts.exact, self.live())
     }
 
     fn lexical_list(&self, query: &str, n: usize, opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
-        let first = self.reader.lexical(query, n)?;
+        let first = self.reader.lexical_in(query, n, self.live())?;
         let Some(r) = opts.rm3 else { return Ok(first) };
         let lex = &self.reader.lexical;
         // P(t | R): term distributions of the feedback documents, weighted by normalised score.
@@ -162,7 +181,7 @@ impl<'a> Searcher<'a> {
         for (t, w) in exp {
             *weights.entry(t).or_default() += (1.0 - r.original_weight) * w / exp_sum;
         }
-        lex.search_weighted(&weights, n, &self.reader.live)
+        lex.search_weighted(&weights, n, self.live())
     }
 
     /// Ranked (chunk id, score) for one or more queries; several queries are fused by RRF.

@@ -134,7 +134,7 @@ pub fn bm25_over(docs: &[String]) -> Result<(Lexical, LiveSet)> {
     let pairs: Vec<(u64, &str)> = docs.iter().enumerate().map(|(i, d)| (i as u64, d.as_str())).collect();
     let bytes = lexical::encode(&analyzer, &pairs)?;
     let seg = LexicalSegment::from_bytes(&bytes, Path::new("<training corpus>"))?;
-    Ok((Lexical { segments: vec![seg], analyzer, params: Default::default() }, LiveSet::new(vec![(0, docs.len() as u64)])))
+    Ok((Lexical { segments: vec![seg.into()], analyzer, params: Default::default() }, LiveSet::new(vec![(0, docs.len() as u64)])))
 }
 
 impl TrainData {

@@ -94,6 +94,19 @@ impl ChunkSegment {
         Ok(self.block(i - 1)?.into_iter().find(|r| r.id == id))
     }
 
+    /// The records with ids in `[first, end)`, in id order; each block is decoded once.
+    pub fn range(&self, first: u64, end: u64) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::new();
+        let start = self.table.partition_point(|b| b.0 <= first).saturating_sub(1);
+        for i in start..self.table.len() {
+            if self.table[i].0 >= end {
+                break;
+            }
+            out.extend(self.block(i)?.into_iter().filter(|r| (first..end).contains(&r.id)));
+        }
+        Ok(out)
+    }
+
     /// Every record, in id order (for compaction and rebuilds).
     pub fn all(&self) -> Result<Vec<ChunkRecord>> {
         let mut out = Vec::new();

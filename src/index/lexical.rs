@@ -182,7 +182,7 @@ impl LexicalSegment {
 /// All BM25 segments of an index, searched together.
 #[derive(Default)]
 pub struct Lexical {
-    pub segments: Vec<LexicalSegment>,
+    pub segments: Vec<std::sync::Arc<LexicalSegment>>,
     pub analyzer: Analyzer,
     pub params: Bm25,
 }
@@ -281,7 +281,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("lex");
         std::fs::write(&p, encode(&a, &docs).unwrap()).unwrap();
-        let lex = Lexical { segments: vec![LexicalSegment::open(&p).unwrap()], ..Default::default() };
+        let lex = Lexical { segments: vec![std::sync::Arc::new(LexicalSegment::open(&p).unwrap())], ..Default::default() };
         let live = LiveSet::new(vec![(10, 13)]);
         let res = lex.search("apple", 10, &live).unwrap();
         // N = 3, df = 2, avgdl = 7/3; k1 = 0.9, b = 0.4.

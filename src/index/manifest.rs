@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::ingest::DocKind;
 
 pub const MANIFEST: &str = "MANIFEST";
-const MAGIC: &[u8; 8] = b"PNDRMANI";
+pub(crate) const MAGIC: &[u8; 8] = b"PNDRMANI";
 
 /// Which model built the vectors; an index refuses to mix models.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

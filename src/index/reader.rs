@@ -2,6 +2,7 @@
 //! segments, all immutable and memory-mapped; dense and lexical candidate retrieval.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::chunks::{ChunkRecord, ChunkSegment};
 use super::lexical::{Lexical, LexicalSegment};
@@ -13,8 +14,11 @@ pub struct IndexReader {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub live: LiveSet,
-    chunk_segments: Vec<(u64, u64, ChunkSegment)>,
-    vectors: Vec<VectorFile>,
+    /// (first id, end id, file name, segment): segments are shared with the reader this one
+    /// was reopened from when the manifest still names them.
+    chunk_segments: Vec<(u64, u64, String, Arc<ChunkSegment>)>,
+    vectors: Vec<(String, Arc<VectorFile>)>,
+    lexical_names: Vec<String>,
     pub lexical: Lexical,
     /// (first id, end id, path) sorted, for id → file lookups.
     owners: Vec<(u64, u64, String)>,
@@ -31,9 +35,20 @@ impl IndexReader {
     /// Opens the last committed state. Retries when a concurrent compaction removed a file
     /// between reading the manifest and opening the file.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_reusing(dir, None)
+    }
+
+    /// Opens the last committed state again, keeping the segments of `self` that the new
+    /// manifest still names (data files are immutable, so they need not be re-read or
+    /// re-verified). This is how a long-lived searcher follows commits cheaply.
+    pub fn reopen(&self) -> Result<Self> {
+        Self::open_reusing(&self.dir, Some(self))
+    }
+
+    fn open_reusing(dir: &Path, prev: Option<&IndexReader>) -> Result<Self> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::try_open(dir) {
+            match Self::try_open(dir, prev) {
                 Err(Error::MissingFile(p)) if !p.ends_with(super::manifest::MANIFEST) => {
                     last = Some(Error::MissingFile(p));
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -44,19 +59,38 @@ impl IndexReader {
         Err(last.unwrap())
     }
 
-    fn try_open(dir: &Path) -> Result<Self> {
+    fn try_open(dir: &Path, prev: Option<&IndexReader>) -> Result<Self> {
         let manifest = Manifest::read(dir)?.ok_or_else(|| Error::MissingFile(dir.join(super::manifest::MANIFEST)))?;
         let mut chunk_segments = Vec::new();
         for f in &manifest.chunk_files {
-            chunk_segments.push((f.first, f.end, ChunkSegment::open(&dir.join(&f.name))?));
+            let old = prev.and_then(|p| p.chunk_segments.iter().find(|s| s.2 == f.name)).map(|s| s.3.clone());
+            let seg = match old {
+                Some(s) => s,
+                None => Arc::new(ChunkSegment::open(&dir.join(&f.name))?),
+            };
+            chunk_segments.push((f.first, f.end, f.name.clone(), seg));
         }
         let mut vectors = Vec::new();
         for f in &manifest.vector_files {
-            vectors.push(VectorFile::open(&dir.join(&f.name), manifest.model.dim, manifest.vector_kind, f.crc32)?);
+            let old = prev.and_then(|p| p.vectors.iter().find(|v| v.0 == f.name)).map(|v| v.1.clone());
+            let v = match old {
+                Some(v) => v,
+                None => Arc::new(VectorFile::open(&dir.join(&f.name), manifest.model.dim, manifest.vector_kind, f.crc32)?),
+            };
+            vectors.push((f.name.clone(), v));
         }
         let mut lexical = Lexical::default();
+        let mut lexical_names = Vec::new();
         for f in &manifest.lexical_files {
-            lexical.segments.push(LexicalSegment::open(&dir.join(&f.name))?);
+            let old = prev.and_then(|p| {
+                p.lexical_names.iter().position(|n| *n == f.name).map(|i| p.lexical.segments[i].clone())
+            });
+            let seg = match old {
+                Some(s) => s,
+                None => Arc::new(LexicalSegment::open(&dir.join(&f.name))?),
+            };
+            lexical.segments.push(seg);
+            lexical_names.push(f.name.clone());
         }
         let mut owners: Vec<(u64, u64, String)> =
             manifest.files.iter().map(|(p, e)| (e.chunks.0, e.chunks.1, p.clone())).filter(|o| o.1 > o.0).collect();
@@ -67,6 +101,7 @@ impl IndexReader {
             manifest,
             chunk_segments,
             vectors,
+            lexical_names,
             lexical,
             owners,
         })
@@ -74,9 +109,20 @@ impl IndexReader {
 
     /// Dense candidates: (chunk id, cosine similarity), best first.
     pub fn dense(&self, query: &[f32], k: usize, exact: bool) -> Result<Vec<(u64, f32)>> {
+        self.dense_in(query, k, exact, &self.live)
+    }
+
+    /// Dense candidates among the chunks of `live` (a subset of [`IndexReader::live`], e.g. a
+    /// filter's files). The filter is applied inside the HNSW search; when that finds fewer than
+    /// `k` (a very selective filter), the search is repeated exactly, so `k` results come back
+    /// whenever `k` exist.
+    pub fn dense_in(&self, query: &[f32], k: usize, exact: bool, live: &LiveSet) -> Result<Vec<(u64, f32)>> {
         let mut all = Vec::new();
-        for v in &self.vectors {
-            all.extend(v.search(query, k, &self.live, exact)?);
+        for (_, v) in &self.vectors {
+            all.extend(v.search(query, k, live, exact)?);
+        }
+        if !exact && all.len() < k && (all.len() as u64) < live.len() {
+            return self.dense_in(query, k, true, live);
         }
         all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         all.dedup_by_key(|h| h.0);
@@ -89,6 +135,11 @@ impl IndexReader {
         self.lexical.search(query, k, &self.live)
     }
 
+    /// Lexical candidates among the chunks of `live`.
+    pub fn lexical_in(&self, query: &str, k: usize, live: &LiveSet) -> Result<Vec<(u64, f32)>> {
+        self.lexical.search(query, k, live)
+    }
+
     pub fn path_of(&self, id: u64) -> Option<&str> {
         let i = self.owners.partition_point(|o| o.1 <= id);
         self.owners.get(i).filter(|o| o.0 <= id).map(|o| o.2.as_str())
@@ -97,7 +148,7 @@ impl IndexReader {
     /// A live chunk by id.
     pub fn chunk(&self, id: u64) -> Result<Option<ChunkHit>> {
         let Some(path) = self.path_of(id) else { return Ok(None) };
-        for (first, end, seg) in &self.chunk_segments {
+        for (first, end, _, seg) in &self.chunk_segments {
             if (*first..*end).contains(&id) {
                 if let Some(record) = seg.get(id)? {
                     return Ok(Some(ChunkHit { path: path.to_string(), record }));
@@ -109,7 +160,7 @@ impl IndexReader {
 
     /// The stored vector of a chunk (dequantized), for pseudo-relevance feedback and compaction.
     pub fn vector(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        for v in &self.vectors {
+        for (_, v) in &self.vectors {
             if let Some(x) = v.get(id)? {
                 return Ok(Some(x));
             }
@@ -117,10 +168,22 @@ impl IndexReader {
         Ok(None)
     }
 
+    /// The live chunk records with ids in `[first, end)` (one file's chunks), in id order.
+    pub fn records_in(&self, first: u64, end: u64) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::new();
+        for (a, b, _, seg) in &self.chunk_segments {
+            if *a < end && first < *b {
+                out.extend(seg.range(first, end)?.into_iter().filter(|r| self.live.contains(r.id)));
+            }
+        }
+        out.sort_unstable_by_key(|r| r.id);
+        Ok(out)
+    }
+
     /// Every stored chunk record of a segment list, for compaction.
     pub(crate) fn all_records(&self) -> Result<Vec<ChunkRecord>> {
         let mut out = Vec::new();
-        for (_, _, seg) in &self.chunk_segments {
+        for (_, _, _, seg) in &self.chunk_segments {
             out.extend(seg.all()?.into_iter().filter(|r| self.live.contains(r.id)));
         }
         out.sort_unstable_by_key(|r| r.id);

@@ -34,6 +34,9 @@ pub struct IndexOptions {
     pub commit_every_secs: f64,
     /// Start from scratch, discarding stored state (recovers from corruption).
     pub rebuild: bool,
+    /// Set to stop an indexing run: it commits what it has staged and returns
+    /// [`Error::Cancelled`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for IndexOptions {
@@ -46,6 +49,7 @@ impl Default for IndexOptions {
             commit_every_chunks: 2048,
             commit_every_secs: 20.0,
             rebuild: false,
+            cancel: None,
         }
     }
 }
@@ -194,17 +198,40 @@ impl<'a> Indexer<'a> {
     /// Indexes `roots`: new and changed files are (re-)embedded, unchanged ones skipped,
     /// files gone from under the roots removed.
     pub fn index(&mut self, roots: &[PathBuf], on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
+        self.index_under(roots, true, on)
+    }
+
+    /// Brings the index up to date for `paths` (files or folders that changed, appeared or
+    /// disappeared, e.g. from file-system notifications) without adding them to the index's
+    /// roots: files under them are (re-)embedded if changed and removed if gone. Paths that no
+    /// longer exist only remove what was indexed under them. Excluded paths stay excluded.
+    pub fn update(&mut self, paths: &[PathBuf], on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
+        self.index_under(paths, false, on)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn index_under(&mut self, roots: &[PathBuf], register: bool, on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
         let start = Instant::now();
         let mut report = IndexReport::default();
         let root_strs: Vec<String> = roots
             .iter()
             .map(|r| fs::canonicalize(r).unwrap_or_else(|_| r.clone()).to_string_lossy().into_owned())
             .collect();
-        // Indexing a removed path explicitly brings it back.
-        self.manifest.excluded.retain(|x| !root_strs.iter().any(|r| is_under(r, x)));
+        if register {
+            // Indexing a removed path explicitly brings it back.
+            self.manifest.excluded.retain(|x| !root_strs.iter().any(|r| is_under(r, x)));
+        }
         let mut warn = |m: String| on(Progress::Warning(m));
         let excluded = self.manifest.excluded.clone();
-        let files: Vec<PathBuf> = ingest::walk(roots, &self.opts.walk, &mut warn)
+        // Updates name paths that may be gone: those only remove what was indexed under them.
+        let existing: Vec<PathBuf> =
+            if register { roots.to_vec() } else { roots.iter().filter(|p| p.exists()).cloned().collect() };
+        let mut walk_opts = self.opts.walk.clone();
+        walk_opts.exclude.push(fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone()));
+        let files: Vec<PathBuf> = ingest::walk(&existing, &walk_opts, &mut warn)
             .into_iter()
             .filter(|p| {
                 let s = p.to_string_lossy();
@@ -213,7 +240,7 @@ impl<'a> Indexer<'a> {
             .collect();
         on(Progress::Walked { files: files.len() });
         report.files_seen = files.len();
-        for r in &root_strs {
+        for r in root_strs.iter().filter(|_| register) {
             if !self.manifest.roots.contains(r) {
                 self.manifest.roots.push(r.clone());
             }
@@ -235,6 +262,11 @@ impl<'a> Indexer<'a> {
         let mut pending_chunks = 0usize;
         let total = files.len();
         for (i, path) in files.iter().enumerate() {
+            if self.cancelled() {
+                self.embed_pending(pending)?;
+                self.commit(on)?;
+                return Err(Error::Cancelled);
+            }
             let key = path.to_string_lossy().into_owned();
             match self.prepare(path, &key) {
                 Ok(Prepared::Unchanged) => report.files_unchanged += 1,

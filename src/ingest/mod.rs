@@ -160,12 +160,35 @@ pub struct WalkOptions {
     pub follow_links: bool,
     /// Files larger than this are skipped with a warning.
     pub max_bytes: u64,
+    /// Directories never entered (canonical paths; the index's own directory, say). Any
+    /// directory holding a ponder index (a `MANIFEST` with ponder's magic) is skipped too.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions { hidden: false, no_ignore: false, follow_links: true, max_bytes: 50 << 20 }
+        WalkOptions { hidden: false, no_ignore: false, follow_links: true, max_bytes: 50 << 20, exclude: Vec::new() }
     }
+}
+
+/// Whether `dir` holds a ponder index: its `MANIFEST` starts with the manifest's magic, or it
+/// has the writer's `LOCK` file next to a `MANIFEST`.
+pub fn is_index_dir(dir: &Path) -> bool {
+    let manifest = dir.join(crate::index::manifest::MANIFEST);
+    let mut magic = [0u8; 8];
+    let starts = fs::File::open(&manifest).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok();
+    (starts && &magic == crate::index::manifest::MAGIC) || (dir.join("LOCK").is_file() && manifest.is_file())
+}
+
+/// A directory the walk must not enter: one of `exclude`, or an index directory.
+fn excluded_dir(dir: &Path, exclude: &[PathBuf]) -> bool {
+    if !exclude.is_empty() {
+        let canon = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if exclude.iter().any(|x| *x == canon) {
+            return true;
+        }
+    }
+    is_index_dir(dir)
 }
 
 /// Version-control metadata directories, never descended into (even with `hidden`).
@@ -205,15 +228,23 @@ pub fn walk(
             on_warning(format!("{}: not a regular file or directory; skipped", root.display()));
             continue;
         }
+        let exclude = opts.exclude.clone();
+        if excluded_dir(root, &exclude) {
+            continue;
+        }
 
         let mut builder = ignore::WalkBuilder::new(root);
         builder
             .hidden(!opts.hidden)
             .follow_links(opts.follow_links)
             .require_git(false)
-            .filter_entry(|e| {
+            .filter_entry(move |e| {
                 let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-                !(is_dir && e.depth() > 0 && VCS_DIRS.iter().any(|d| e.file_name() == *d))
+                if !is_dir {
+                    return true;
+                }
+                let vcs = e.depth() > 0 && VCS_DIRS.iter().any(|d| e.file_name() == *d);
+                !(vcs || excluded_dir(e.path(), &exclude))
             });
         if opts.no_ignore {
             builder

@@ -1,0 +1,954 @@
+//! The library facade: one [`Engine`] per index directory, for applications that embed ponder
+//! (desktop apps, the HTTP server, the MCP server, the C ABI and the `ponder` binary itself).
+//!
+//! An `Engine` owns what a long-lived process keeps warm: the embedding model (loaded once,
+//! on first use), the reranker (loaded on the first reranked search), and a snapshot of the
+//! last committed index state. It is `Send + Sync`: any number of threads search while one
+//! indexing job runs (jobs are serialised by a mutex here and by the index's file lock across
+//! processes). Searches never wait for indexing: they read the snapshot, which follows each
+//! commit — the indexing job refreshes it as it commits, and a search that sees a newer
+//! `MANIFEST` on disk (another process committed) reopens only the data files it did not have.
+//!
+//! ```no_run
+//! use ponder::engine::{Engine, EngineOptions, IndexJob, SearchRequest};
+//! let engine = Engine::open("/tmp/my-index", EngineOptions::default())?;
+//! engine.index(&["/home/me/notes".into()], &IndexJob::default(), &mut |_progress| {})?;
+//! for hit in engine.search(&SearchRequest::new("how long to proof dough"))? {
+//!     println!("{} {}-{} {:.3}", hit.path, hit.start_line, hit.end_line, hit.score);
+//! }
+//! # Ok::<(), ponder::Error>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::device::DeviceChoice;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::fuse::Fusion;
+use crate::index::manifest::{LiveSet, MANIFEST};
+use crate::index::{self, IndexReader, IndexReport, Indexer, Manifest, ModelStamp, Progress, VectorKind};
+use crate::ingest::{DocKind, WalkOptions};
+use crate::model::{format, ModelSource, ModelWeights, Precision};
+use crate::present::{self, Hit};
+use crate::rerank::Reranker;
+use crate::retrieve::{LongQuery, Mode, Rm3, Rocchio, SearchOptions, Searcher};
+
+/// How an [`Engine`] loads models and writes its index.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// The embedding model. `None`: the model the index was built with, or the embedded
+    /// default for a new index. Naming a model other than the index's is refused when
+    /// indexing, unless the job rebuilds.
+    pub model: Option<ModelSource>,
+    /// Compute precision (default: int8 for int8 model files, f32 otherwise).
+    pub precision: Option<Precision>,
+    /// Where the models run.
+    pub device: DeviceChoice,
+    /// Vector storage. `None`: the index's, or i8 for a new index. Naming another kind than
+    /// the index's is refused when indexing, unless the job rebuilds.
+    pub vectors: Option<VectorKind>,
+    /// What the indexer reads.
+    pub walk: WalkOptions,
+    /// Commit after this many new chunks.
+    pub commit_every_chunks: usize,
+    /// Commit at least this often (seconds) while files are being indexed.
+    pub commit_every_secs: f64,
+    /// The cross-encoder for reranked searches.
+    pub reranker: ModelSource,
+    /// The reranker's compute precision (default: int8 for int8 files, f32 otherwise).
+    pub reranker_precision: Option<Precision>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            model: None,
+            precision: None,
+            device: DeviceChoice::Auto,
+            vectors: None,
+            walk: WalkOptions::default(),
+            commit_every_chunks: 2048,
+            commit_every_secs: 20.0,
+            reranker: ModelSource::Default,
+            reranker_precision: None,
+        }
+    }
+}
+
+/// One indexing run's settings.
+#[derive(Clone, Debug, Default)]
+pub struct IndexJob {
+    /// Discard the stored index and build it again (recovers a corrupt index, changes model).
+    pub rebuild: bool,
+    /// Rewrite the index into one file per kind afterwards, dropping removed chunks.
+    pub compact: bool,
+    /// New query instruction to record (`Some("")` clears it; `None` keeps the index's).
+    pub instruction: Option<String>,
+    /// Set it to stop the job: what was staged is committed, and the job returns
+    /// [`Error::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// A search: one or several query texts (several are fused into one ranking), how many hits,
+/// how to retrieve, whether to rerank, and which files may answer. Deserializes from the JSON
+/// that `ponder serve`, `ponder mcp` and the C ABI accept; unknown fields are refused.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchRequest {
+    /// One query (fused with `queries` when both are given).
+    pub query: Option<String>,
+    /// Several queries, e.g. an agent's rewrites of one need.
+    pub queries: Vec<String>,
+    /// Number of hits (1..=1000).
+    pub k: usize,
+    /// `hybrid`, `dense` or `lexical`.
+    pub mode: Mode,
+    /// Hybrid fusion: `weighted` (min-max normalised scores) or `rrf`.
+    pub fusion: String,
+    /// Dense weight of weighted fusion.
+    pub dense_weight: f32,
+    /// RRF constant.
+    pub rrf_k: f32,
+    /// Candidates per retriever before fusion.
+    pub candidates: usize,
+    /// Exact vector search instead of HNSW.
+    pub exact: bool,
+    /// Queries longer than the model window: `truncate` or `split`.
+    pub long_query: LongQuery,
+    /// Dense pseudo-relevance feedback over this many top chunks (0: off), and its weight.
+    pub prf_dense: usize,
+    /// Weight of the feedback centroid in dense feedback.
+    pub prf_dense_beta: f32,
+    /// Lexical pseudo-relevance feedback (RM3) over this many top chunks (0: off).
+    pub rm3: usize,
+    /// RM3 expansion terms.
+    pub rm3_terms: usize,
+    /// RM3 weight of the original query.
+    pub rm3_weight: f32,
+    /// Rerank the top `rerank_top` with the cross-encoder, interpolated with weight
+    /// `rerank_weight` (0..=1; the retriever gets the rest).
+    pub rerank: bool,
+    /// How many of the retriever's top candidates are reranked.
+    pub rerank_top: usize,
+    /// The reranker's share of the interpolated score.
+    pub rerank_weight: f32,
+    /// Only files whose path matches one of these globs; a glob starting with `!` excludes.
+    /// A relative glob matches anywhere (`*.md` is `**/*.md`); a plain path matches the file
+    /// or everything under the folder.
+    pub path: Vec<String>,
+    /// Only files of these kinds: `pdf`, `md`, `html`, `code`, `text`.
+    #[serde(rename = "type")]
+    pub kinds: Vec<String>,
+    /// Only files modified on or after this day (`YYYY-MM-DD`, UTC).
+    pub after: Option<String>,
+    /// Only files modified before this day (`YYYY-MM-DD`, UTC).
+    pub before: Option<String>,
+}
+
+impl Default for SearchRequest {
+    fn default() -> Self {
+        SearchRequest {
+            query: None,
+            queries: Vec::new(),
+            k: 10,
+            mode: Mode::Hybrid,
+            fusion: "weighted".into(),
+            dense_weight: 0.5,
+            rrf_k: 60.0,
+            candidates: 100,
+            exact: false,
+            long_query: LongQuery::Truncate,
+            prf_dense: 0,
+            prf_dense_beta: 0.5,
+            rm3: 0,
+            rm3_terms: 10,
+            rm3_weight: 0.5,
+            rerank: false,
+            // 20 and 0.3 were measured best on SciFact and held-out SQuAD (models/RERANKER.md).
+            rerank_top: 20,
+            rerank_weight: 0.3,
+            path: Vec::new(),
+            kinds: Vec::new(),
+            after: None,
+            before: None,
+        }
+    }
+}
+
+/// The most hits one request may ask for.
+pub const MAX_K: usize = 1000;
+/// The most candidates per retriever one request may ask for.
+pub const MAX_CANDIDATES: usize = 10_000;
+/// The most query texts in one request.
+pub const MAX_QUERIES: usize = 64;
+
+impl SearchRequest {
+    /// A request for one query with the defaults.
+    pub fn new(query: impl Into<String>) -> Self {
+        SearchRequest { query: Some(query.into()), ..Default::default() }
+    }
+
+    /// Parses the JSON form (as `ponder serve` takes it), naming what is wrong.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let r: SearchRequest =
+            serde_json::from_str(json).map_err(|e| Error::InvalidInput(format!("search request: {e}")))?;
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// All query texts, `query` first.
+    pub fn all_queries(&self) -> Vec<String> {
+        self.query.iter().cloned().chain(self.queries.iter().cloned()).collect()
+    }
+
+    /// Checks ranges and names; every problem is [`Error::InvalidInput`].
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        let qs = self.all_queries();
+        if qs.is_empty() {
+            return bad("no query: give `query` or `queries`".into());
+        }
+        if qs.len() > MAX_QUERIES {
+            return bad(format!("{} queries; at most {MAX_QUERIES}", qs.len()));
+        }
+        if qs.iter().all(|q| q.trim().is_empty()) {
+            return bad("the query is empty".into());
+        }
+        if !(1..=MAX_K).contains(&self.k) {
+            return bad(format!("k must be between 1 and {MAX_K}"));
+        }
+        if !(1..=MAX_CANDIDATES).contains(&self.candidates) {
+            return bad(format!("candidates must be between 1 and {MAX_CANDIDATES}"));
+        }
+        if self.fusion != "weighted" && self.fusion != "rrf" {
+            return bad(format!("unknown fusion {:?} (weighted, rrf)", self.fusion));
+        }
+        if !(0.0..=1.0).contains(&self.dense_weight) {
+            return bad("dense_weight must be between 0 and 1".into());
+        }
+        if !(self.rrf_k > 0.0) {
+            return bad("rrf_k must be positive".into());
+        }
+        if !(1..=MAX_K).contains(&self.rerank_top) {
+            return bad(format!("rerank_top must be between 1 and {MAX_K}"));
+        }
+        if !(0.0..=1.0).contains(&self.rerank_weight) {
+            return bad("rerank_weight must be between 0 and 1".into());
+        }
+        if self.prf_dense > MAX_K || self.rm3 > MAX_K || self.rm3_terms > MAX_K {
+            return bad(format!("prf_dense, rm3 and rm3_terms are at most {MAX_K}"));
+        }
+        self.filter()?;
+        Ok(())
+    }
+
+    /// The retrieval options this request asks for.
+    pub fn options(&self) -> Result<SearchOptions> {
+        let fusion = match self.fusion.as_str() {
+            "rrf" => Fusion::Rrf { k: self.rrf_k },
+            "weighted" => Fusion::Weighted { dense_weight: self.dense_weight },
+            other => return Err(Error::InvalidInput(format!("unknown fusion {other:?} (weighted, rrf)"))),
+        };
+        let k = if self.rerank { self.k.max(self.rerank_top) } else { self.k };
+        Ok(SearchOptions {
+            k,
+            mode: self.mode,
+            fusion,
+            candidates: self.candidates.max(k),
+            exact: self.exact,
+            rocchio: (self.prf_dense > 0).then_some(Rocchio { docs: self.prf_dense, beta: self.prf_dense_beta }),
+            rm3: (self.rm3 > 0).then_some(Rm3 { docs: self.rm3, terms: self.rm3_terms, original_weight: self.rm3_weight }),
+            long_query: self.long_query,
+        })
+    }
+
+    /// The file filter this request asks for.
+    pub fn filter(&self) -> Result<Filter> {
+        Filter::new(&self.path, &self.kinds, self.after.as_deref(), self.before.as_deref())
+    }
+}
+
+/// Which files may answer a search: path globs (with `!` exclusions), kinds, and a
+/// modification-time window. It selects whole files, and so whole chunk-id ranges, which the
+/// dense and lexical searches both honour *inside* the search (not as a post-filter).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+    kinds: Vec<DocKind>,
+    /// Nanoseconds since the epoch, `[after, before)`.
+    after_ns: Option<i64>,
+    before_ns: Option<i64>,
+}
+
+impl Filter {
+    /// Compiles a filter; bad globs, kinds and dates are [`Error::InvalidInput`].
+    pub fn new(paths: &[String], kinds: &[String], after: Option<&str>, before: Option<&str>) -> Result<Self> {
+        let mut include = globset::GlobSetBuilder::new();
+        let mut exclude = globset::GlobSetBuilder::new();
+        let (mut n_in, mut n_ex) = (0, 0);
+        for p in paths {
+            let (neg, pat) = match p.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, p.as_str()),
+            };
+            for g in glob_patterns(pat) {
+                let glob = globset::GlobBuilder::new(&g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::InvalidInput(format!("path glob {p:?}: {e}")))?;
+                if neg {
+                    exclude.add(glob);
+                    n_ex += 1;
+                } else {
+                    include.add(glob);
+                    n_in += 1;
+                }
+            }
+        }
+        let build = |b: globset::GlobSetBuilder| b.build().map_err(|e| Error::InvalidInput(format!("path globs: {e}")));
+        let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
+        let after_ns = after.map(|d| parse_day(d, "after")).transpose()?;
+        let before_ns = before.map(|d| parse_day(d, "before")).transpose()?;
+        Ok(Filter {
+            include: (n_in > 0).then(|| build(include)).transpose()?,
+            exclude: (n_ex > 0).then(|| build(exclude)).transpose()?,
+            kinds,
+            after_ns,
+            before_ns,
+        })
+    }
+
+    /// Whether this filter lets every file through.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none() && self.kinds.is_empty() && self.after_ns.is_none() && self.before_ns.is_none()
+    }
+
+    /// Whether a file passes.
+    pub fn accepts(&self, path: &str, entry: &index::manifest::FileEntry) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(path))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(path))
+            && (self.kinds.is_empty() || self.kinds.contains(&entry.kind))
+            && self.after_ns.is_none_or(|t| entry.mtime >= t)
+            && self.before_ns.is_none_or(|t| entry.mtime < t)
+    }
+
+    /// The live chunks of the files that pass.
+    pub fn live_set(&self, manifest: &Manifest) -> LiveSet {
+        let mut ranges: Vec<(u64, u64)> = manifest
+            .files
+            .iter()
+            .filter(|(p, e)| e.chunks.1 > e.chunks.0 && self.accepts(p, e))
+            .map(|(_, e)| e.chunks)
+            .collect();
+        ranges.sort_unstable();
+        LiveSet::new(ranges)
+    }
+}
+
+/// A path argument as globs: relative patterns match anywhere, plain paths match themselves
+/// and everything under them.
+fn glob_patterns(pat: &str) -> Vec<String> {
+    let pat = pat.trim_end_matches('/');
+    let anchored = if pat.starts_with('/') || pat.starts_with("**") { pat.to_string() } else { format!("**/{pat}") };
+    if pat.contains(['*', '?', '[', '{']) {
+        vec![anchored]
+    } else {
+        vec![anchored.clone(), format!("{anchored}/**")]
+    }
+}
+
+fn parse_kind(k: &str) -> Result<DocKind> {
+    Ok(match k.to_ascii_lowercase().as_str() {
+        "pdf" => DocKind::Pdf,
+        "md" | "markdown" => DocKind::Markdown,
+        "html" | "htm" => DocKind::Html,
+        "code" => DocKind::Code,
+        "text" | "txt" => DocKind::Text,
+        other => return Err(Error::InvalidInput(format!("unknown type {other:?} (pdf, md, html, code, text)"))),
+    })
+}
+
+/// `YYYY-MM-DD` (UTC midnight) as nanoseconds since the epoch.
+fn parse_day(s: &str, what: &str) -> Result<i64> {
+    let bad = || Error::InvalidInput(format!("{what}: {s:?} is not a date (YYYY-MM-DD)"));
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    let [y, m, d] = parts[..] else { return Err(bad()) };
+    let (y, m, d): (i64, i64, i64) =
+        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] || !(1..=9999).contains(&y) {
+        return Err(bad());
+    }
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // Modification times are i64 nanoseconds (until 2262): later days clamp to the end.
+    Ok((i128::from(days) * 86_400 * 1_000_000_000).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
+/// What an index holds (the fields of `ponder status --json`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// The index directory.
+    pub index: String,
+    /// Commits so far (each commit adds one).
+    pub generation: u64,
+    /// Indexed files.
+    pub files: usize,
+    /// Live chunks.
+    pub chunks: u64,
+    /// Bytes of the committed data files and manifest.
+    pub disk_bytes: u64,
+    /// usearch files (compaction merges them).
+    pub vector_files: usize,
+    /// Vector storage: i8, f16, f32 or b1.
+    pub vectors: String,
+    /// The embedding model (`default` or a path), its fingerprint, compute precision and width.
+    pub model: String,
+    pub model_fingerprint: String,
+    pub precision: String,
+    pub dim: usize,
+    /// `{"max_tokens", "overlap_tokens"}` of the chunker.
+    pub chunking: serde_json::Value,
+    /// Instruction prepended to queries, if any.
+    pub query_instruction: Option<String>,
+    /// Folders and files indexed as roots.
+    pub roots: Vec<String>,
+    /// Seconds since the epoch.
+    pub created_unix: u64,
+    pub updated_unix: u64,
+}
+
+/// A file's indexed text, or a line range of it ([`Engine::get`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Document {
+    /// The indexed (absolute) path.
+    pub path: String,
+    /// First and last line returned (1-based, inclusive).
+    pub start_line: u32,
+    pub end_line: u32,
+    /// Lines in the whole indexed text.
+    pub total_lines: u32,
+    /// The text of those lines.
+    pub text: String,
+}
+
+/// Identity of the `MANIFEST` file on disk: a commit renames a new file into place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ManifestKey {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn manifest_key(dir: &Path) -> Option<ManifestKey> {
+    let m = std::fs::metadata(dir.join(MANIFEST)).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    let mtime_ns = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    Some(ManifestKey { ino, len: m.len(), mtime_ns })
+}
+
+/// A committed state of the index, shared by the searches that use it.
+pub struct Snapshot {
+    /// The opened index at that commit.
+    pub reader: IndexReader,
+    key: Option<ManifestKey>,
+}
+
+/// An index directory with its models, ready to search and to index. See the module docs.
+pub struct Engine {
+    dir: PathBuf,
+    opts: EngineOptions,
+    embedder: Mutex<Option<(Arc<Embedder>, ModelStamp)>>,
+    reranker: Mutex<Option<Arc<Reranker>>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Serialises snapshot refreshes (readers keep using the old one meanwhile).
+    refreshing: Mutex<()>,
+    /// One indexing job at a time in this process.
+    writer: Mutex<()>,
+}
+
+impl Engine {
+    /// Opens the index in `dir`, or prepares to create it there on the first
+    /// [`Engine::index`]. Nothing is loaded yet, except that an existing index is opened (so a
+    /// corrupt one is reported here, naming the file).
+    pub fn open(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::InvalidInput(format!("{} is a file, not an index directory", dir.display())));
+        }
+        let engine = Engine {
+            dir,
+            opts,
+            embedder: Mutex::new(None),
+            reranker: Mutex::new(None),
+            snapshot: RwLock::new(None),
+            refreshing: Mutex::new(()),
+            writer: Mutex::new(()),
+        };
+        if engine.exists() {
+            engine.snapshot()?;
+        }
+        Ok(engine)
+    }
+
+    /// Opens an index that must exist already ([`Error::NoIndex`] otherwise).
+    pub fn open_existing(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<Self> {
+        let engine = Self::open(dir, opts)?;
+        if !engine.exists() {
+            return Err(Error::NoIndex(engine.dir.clone()));
+        }
+        Ok(engine)
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options this engine was opened with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Whether an index has been committed in the directory.
+    pub fn exists(&self) -> bool {
+        self.dir.join(MANIFEST).is_file()
+    }
+
+    /// Loads the model and opens the index now, so that the first search is fast.
+    pub fn warm(&self) -> Result<()> {
+        self.embedder()?;
+        if self.exists() {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// The last committed state, reopened first if a newer commit is on disk.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let key = manifest_key(&self.dir);
+        if key.is_none() {
+            return Err(Error::NoIndex(self.dir.clone()));
+        }
+        if let Some(s) = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if s.key == key {
+                return Ok(s.clone());
+            }
+        }
+        self.refresh()
+    }
+
+    /// Reopens the snapshot from disk (reusing the data files it already has open).
+    pub fn refresh(&self) -> Result<Arc<Snapshot>> {
+        let _one = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        let key = manifest_key(&self.dir);
+        let current = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(s) = &current {
+            if s.key == key {
+                return Ok(s.clone());
+            }
+        }
+        let reader = match &current {
+            Some(s) => s.reader.reopen(),
+            None => IndexReader::open(&self.dir),
+        };
+        let reader = reader.map_err(|e| match e {
+            Error::MissingFile(p) if p.ends_with(MANIFEST) => Error::NoIndex(self.dir.clone()),
+            other => other,
+        })?;
+        let snap = Arc::new(Snapshot { reader, key });
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        Ok(snap)
+    }
+
+    /// The embedding model: the one named in the options, else the index's, else the
+    /// embedded default. Loaded once.
+    pub fn embedder(&self) -> Result<Arc<Embedder>> {
+        Ok(self.embedder_and_stamp()?.0)
+    }
+
+    fn embedder_and_stamp(&self) -> Result<(Arc<Embedder>, ModelStamp)> {
+        let mut slot = self.embedder.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((e, s)) = slot.as_ref() {
+            return Ok((e.clone(), s.clone()));
+        }
+        let manifest = Manifest::read(&self.dir).ok().flatten();
+        let (embedder, stamp) = match (&self.opts.model, &manifest) {
+            (Some(src), _) => load_model(src, self.opts.precision, self.opts.device)?,
+            (None, Some(m)) => {
+                let source: ModelSource = m.model.name.parse().unwrap_or(ModelSource::Default);
+                let precision = self.opts.precision.or(Some(if m.model.precision == "int8" { Precision::Int8 } else { Precision::F32 }));
+                let (e, s) = load_model(&source, precision, self.opts.device)?;
+                if s.fingerprint != m.model.fingerprint {
+                    return Err(Error::InvalidInput(format!(
+                        "the index in {} was built with model {} (fingerprint {}), but that model now has fingerprint {}; re-index with --rebuild",
+                        self.dir.display(), m.model.name, m.model.fingerprint, s.fingerprint
+                    )));
+                }
+                (e, s)
+            }
+            (None, None) => load_model(&ModelSource::Default, self.opts.precision, self.opts.device)?,
+        };
+        let embedder = Arc::new(embedder);
+        *slot = Some((embedder.clone(), stamp.clone()));
+        Ok((embedder, stamp))
+    }
+
+    /// The reranker, loaded on first use.
+    pub fn reranker(&self) -> Result<Arc<Reranker>> {
+        let mut slot = self.reranker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        let weights = reranker_weights(&self.opts.reranker)?;
+        let precision = compute_precision(self.opts.reranker_precision, &weights)?;
+        let r = Arc::new(Reranker::new(&weights, precision, self.opts.device)?);
+        *slot = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Ranked (chunk id, score) pairs for a request, against one snapshot; reranked when the
+    /// request asks. [`Engine::search`] turns them into hits.
+    pub fn rank(&self, snap: &Snapshot, req: &SearchRequest) -> Result<Vec<(u64, f32)>> {
+        req.validate()?;
+        let queries = req.all_queries();
+        let opts = req.options()?;
+        let embedder = self.embedder()?;
+        let filter = req.filter()?;
+        let live = (!filter.is_empty()).then(|| filter.live_set(&snap.reader.manifest));
+        let mut searcher = Searcher::new(&snap.reader, &embedder);
+        if let Some(l) = &live {
+            searcher = searcher.with_filter(l);
+        }
+        let ranked = searcher.search(&queries, &opts)?;
+        if !req.rerank {
+            return Ok(ranked);
+        }
+        let reranker = self.reranker()?;
+        let n = req.rerank_top.min(ranked.len());
+        let texts: Vec<String> = ranked[..n]
+            .iter()
+            .map(|(id, _)| Ok(snap.reader.chunk(*id)?.map(|h| h.record.text).unwrap_or_default()))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        // Several queries: the reranker reads them joined, as one information need.
+        let scores = reranker.score(&queries.join(" "), &refs)?;
+        let mut out = crate::rerank::interpolate(&ranked, &scores, req.rerank_weight);
+        out.truncate(req.k);
+        Ok(out)
+    }
+
+    /// Searches the last committed state.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
+        let snap = self.snapshot()?;
+        let ranked = self.rank(&snap, req)?;
+        hits(&snap.reader, &req.all_queries(), &ranked)
+    }
+
+    /// Indexes files and folders (new and changed files are embedded, unchanged ones skipped,
+    /// files gone from under them removed) and records them as roots of the index. With no
+    /// paths, re-indexes the roots recorded before. `on` hears progress, warnings and commits;
+    /// searches see each commit as it happens.
+    pub fn index(&self, paths: &[PathBuf], job: &IndexJob, on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
+        self.write(job, on, |ix, on| {
+            let roots: Vec<PathBuf> = if paths.is_empty() {
+                ix.manifest().roots.iter().map(PathBuf::from).collect()
+            } else {
+                paths.to_vec()
+            };
+            if roots.is_empty() {
+                if job.compact {
+                    return Ok(IndexReport { generation: ix.manifest().generation, ..Default::default() });
+                }
+                return Err(Error::InvalidInput("nothing to index: give one or more paths".into()));
+            }
+            ix.index(&roots, on)
+        })
+    }
+
+    /// Brings the index up to date for paths that changed (files or folders, existing or not),
+    /// without making them roots: what the file watcher calls.
+    pub fn update(&self, paths: &[PathBuf], job: &IndexJob, on: &mut dyn FnMut(Progress)) -> Result<IndexReport> {
+        self.write(job, on, |ix, on| ix.update(paths, on))
+    }
+
+    /// Removes a file, or every file under a folder; returns how many. The path stays excluded
+    /// from later runs over its root until it is indexed again explicitly.
+    pub fn remove(&self, path: &Path) -> Result<usize> {
+        let n = self.write(&IndexJob::default(), &mut |_| {}, |ix, _| Ok(IndexReport { files_removed: ix.remove(path)?, ..Default::default() }))?;
+        Ok(n.files_removed)
+    }
+
+    fn write(
+        &self,
+        job: &IndexJob,
+        on: &mut dyn FnMut(Progress),
+        work: impl FnOnce(&mut Indexer, &mut dyn FnMut(Progress)) -> Result<IndexReport>,
+    ) -> Result<IndexReport> {
+        let _one = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (embedder, stamp) = self.embedder_and_stamp()?;
+        let existing = if job.rebuild { None } else { Manifest::read(&self.dir).ok().flatten() };
+        let mut opts = index::IndexOptions {
+            walk: self.opts.walk.clone(),
+            vector_kind: self.opts.vectors.unwrap_or_default(),
+            instruction: job.instruction.clone(),
+            rebuild: job.rebuild,
+            commit_every_chunks: self.opts.commit_every_chunks.max(1),
+            commit_every_secs: self.opts.commit_every_secs,
+            cancel: job.cancel.clone(),
+            ..Default::default()
+        };
+        if let Some(m) = &existing {
+            opts.chunking = m.chunking.clone();
+            opts.vector_kind = self.opts.vectors.unwrap_or(m.vector_kind);
+        }
+        let mut ix = Indexer::open(&self.dir, &embedder, stamp, opts)?;
+        let _ = self.refresh();
+        let mut hear = |p: Progress| {
+            if matches!(p, Progress::Committed { .. }) {
+                let _ = self.refresh();
+            }
+            on(p);
+        };
+        let mut report = work(&mut ix, &mut hear)?;
+        if job.compact {
+            ix.compact(&mut hear)?;
+            report.generation = ix.manifest().generation;
+        }
+        drop(ix);
+        let _ = self.refresh();
+        Ok(report)
+    }
+
+    /// What the index holds.
+    pub fn status(&self) -> Result<Status> {
+        let snap = self.snapshot()?;
+        let r = &snap.reader;
+        let m = &r.manifest;
+        Ok(Status {
+            index: self.dir.display().to_string(),
+            generation: m.generation,
+            files: m.files.len(),
+            chunks: m.live_chunks(),
+            disk_bytes: r.disk_bytes(),
+            vector_files: r.vector_files(),
+            vectors: format!("{:?}", m.vector_kind).to_lowercase(),
+            model: m.model.name.clone(),
+            model_fingerprint: m.model.fingerprint.clone(),
+            precision: m.model.precision.clone(),
+            dim: m.model.dim,
+            chunking: serde_json::json!({"max_tokens": m.chunking.max_tokens, "overlap_tokens": m.chunking.overlap_tokens}),
+            query_instruction: m.query_instruction.clone(),
+            roots: m.roots.clone(),
+            created_unix: m.created_unix,
+            updated_unix: m.updated_unix,
+        })
+    }
+
+    /// A file's text as ponder indexed it (what the chunks hold, not the file as it is now),
+    /// whole or lines `start..=end` (1-based). `path` may be relative to the current directory.
+    pub fn get(&self, path: &Path, lines: Option<(u32, u32)>) -> Result<Document> {
+        let snap = self.snapshot()?;
+        let m = &snap.reader.manifest;
+        let key = resolve_indexed(m, path).ok_or_else(|| Error::NotIndexed(path.display().to_string()))?;
+        let entry = &m.files[&key];
+        let records = snap.reader.records_in(entry.chunks.0, entry.chunks.1)?;
+        // Chunks are exact slices of the document and overlap; between two chunks there is only
+        // whitespace, which comes back as the line breaks that keep line numbers right.
+        let mut text = String::new();
+        let mut covered = 0usize;
+        let mut line = 1u32;
+        for r in &records {
+            let (s, e) = (r.start_byte as usize, r.end_byte as usize);
+            if e <= covered && !text.is_empty() {
+                continue;
+            }
+            let piece = if s >= covered || text.is_empty() {
+                while line < r.start_line {
+                    text.push('\n');
+                    line += 1;
+                }
+                if s > covered && !text.is_empty() && !text.ends_with('\n') {
+                    text.push(' ');
+                }
+                r.text.as_str()
+            } else {
+                let mut cut = (covered - s).min(r.text.len());
+                while !r.text.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                &r.text[cut..]
+            };
+            text.push_str(piece);
+            line += piece.matches('\n').count() as u32;
+            covered = covered.max(e);
+        }
+        let all: Vec<&str> = text.split('\n').collect();
+        let total = all.len() as u32;
+        let (a, b) = match lines {
+            None => (1, total),
+            Some((a, b)) => {
+                if a == 0 || b < a {
+                    return Err(Error::InvalidInput(format!("bad line range {a}-{b} (1-based, start <= end)")));
+                }
+                if a > total {
+                    return Err(Error::InvalidInput(format!("{key} has {total} lines; line {a} is past the end")));
+                }
+                (a, b.min(total))
+            }
+        };
+        Ok(Document { path: key, start_line: a, end_line: b, total_lines: total, text: all[(a - 1) as usize..b as usize].join("\n") })
+    }
+}
+
+/// The indexed path a user's path names: as given, or made absolute and canonical.
+fn resolve_indexed(m: &Manifest, path: &Path) -> Option<String> {
+    let given = path.to_string_lossy().into_owned();
+    if m.files.contains_key(&given) {
+        return Some(given);
+    }
+    let abs = std::fs::canonicalize(path)
+        .ok()
+        .or_else(|| std::env::current_dir().ok().map(|d| d.join(path)))?
+        .to_string_lossy()
+        .into_owned();
+    m.files.contains_key(&abs).then_some(abs)
+}
+
+/// Hits for ranked chunk ids, with the queries' (analyzed) terms highlighted; chunks that
+/// are gone are skipped.
+pub fn hits(reader: &IndexReader, queries: &[String], ranked: &[(u64, f32)]) -> Result<Vec<Hit>> {
+    let terms: Vec<String> = queries.iter().flat_map(|q| reader.lexical.query_terms(q)).collect();
+    let mut out = Vec::with_capacity(ranked.len());
+    for (id, score) in ranked {
+        let Some(hit) = reader.chunk(*id)? else { continue };
+        let r = hit.record;
+        let highlights = present::matches(&r.text, &terms, &reader.lexical.analyzer);
+        out.push(Hit {
+            path: hit.path,
+            score: *score,
+            start_line: r.start_line,
+            end_line: r.end_line,
+            heading: r.heading,
+            text: r.text,
+            highlights,
+            chunk_id: *id,
+        });
+    }
+    Ok(out)
+}
+
+/// The compute precision: the one asked for, else int8 for int8 files and f32 otherwise.
+pub fn compute_precision(asked: Option<Precision>, weights: &ModelWeights) -> Result<Precision> {
+    let precision = asked.unwrap_or(match format::precision_of(weights) {
+        Precision::Int8 => Precision::Int8,
+        _ => Precision::F32,
+    });
+    if precision == Precision::F16 {
+        return Err(Error::InvalidInput("f16 is a storage format (model import), not a compute precision".into()));
+    }
+    Ok(precision)
+}
+
+/// A display name for a model source (`default`, or the canonical path).
+pub fn model_name(m: &ModelSource) -> String {
+    match m {
+        ModelSource::Default => "default".into(),
+        ModelSource::Path(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string(),
+    }
+}
+
+/// Loads an embedding model and the stamp an index records for it.
+pub fn load_model(source: &ModelSource, precision: Option<Precision>, device: DeviceChoice) -> Result<(Embedder, ModelStamp)> {
+    let weights = source.load()?;
+    let precision = compute_precision(precision, &weights)?;
+    let embedder = Embedder::new(&weights, precision, device)?;
+    let stamp = ModelStamp {
+        name: model_name(source),
+        fingerprint: weights.fingerprint(),
+        dim: embedder.dim(),
+        precision: embedder.precision_name().to_string(),
+    };
+    Ok((embedder, stamp))
+}
+
+/// A cross-encoder's weights: the built-in reranker for `default`, else the file or directory.
+pub fn reranker_weights(src: &ModelSource) -> Result<ModelWeights> {
+    match src {
+        ModelSource::Default => Reranker::default_weights(),
+        other => other.load(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        assert_send_sync::<Engine>();
+    }
+
+    #[test]
+    fn request_json_defaults_and_errors() {
+        let r = SearchRequest::from_json(r#"{"query": "dough", "k": 3, "mode": "lexical"}"#).unwrap();
+        assert_eq!((r.k, r.mode, r.rerank_top), (3, Mode::Lexical, 20));
+        for bad in [
+            r#"{"query": "x", "colour": 1}"#,
+            r#"{"query": 5}"#,
+            r#"{"k": 3}"#,
+            r#"{"query": "x", "k": 0}"#,
+            r#"{"query": "x", "mode": "psychic"}"#,
+            r#"{"query": "x", "rerank_weight": 2}"#,
+            r#"{"query": "x", "type": ["spreadsheet"]}"#,
+            r#"{"query": "x", "after": "2024-02-30"}"#,
+            r#"[1, 2"#,
+        ] {
+            assert!(matches!(SearchRequest::from_json(bad), Err(Error::InvalidInput(_))), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn days_since_epoch() {
+        assert_eq!(parse_day("1970-01-01", "x").unwrap(), 0);
+        assert_eq!(parse_day("2000-03-01", "x").unwrap(), 11_017 * 86_400 * 1_000_000_000);
+        assert_eq!(parse_day("2024-02-29", "x").unwrap(), 19_782 * 86_400 * 1_000_000_000);
+        assert_eq!(parse_day("2999-01-01", "x").unwrap(), i64::MAX);
+    }
+
+    #[test]
+    fn filter_globs_kinds_and_dates() {
+        let e = |kind, mtime| index::manifest::FileEntry { hash: String::new(), size: 0, mtime, kind, chunks: (0, 1) };
+        let f = Filter::new(&["notes".into(), "!**/draft*".into()], &[], None, None).unwrap();
+        assert!(f.accepts("/home/a/notes/x.md", &e(DocKind::Markdown, 0)));
+        assert!(!f.accepts("/home/a/notes/draft1.md", &e(DocKind::Markdown, 0)));
+        assert!(!f.accepts("/home/a/papers/x.pdf", &e(DocKind::Pdf, 0)));
+        let f = Filter::new(&["*.md".into()], &["md".into()], Some("2020-01-01"), Some("2021-01-01")).unwrap();
+        let t2020 = parse_day("2020-06-01", "").unwrap();
+        assert!(f.accepts("/a/b/c.md", &e(DocKind::Markdown, t2020)));
+        assert!(!f.accepts("/a/b/c.md", &e(DocKind::Markdown, 0)));
+        assert!(!f.accepts("/a/b/c.txt", &e(DocKind::Markdown, t2020)));
+        assert!(!f.accepts("/a/b/c.md", &e(DocKind::Text, t2020)));
+    }
+}
