@@ -240,7 +240,8 @@ impl<'a> Indexer<'a> {
             .collect();
         on(Progress::Walked { files: files.len() });
         report.files_seen = files.len();
-        for r in root_strs.iter().filter(|_| register) {
+        // A path that does not exist was warned about by the walk; it does not become a root.
+        for r in root_strs.iter().filter(|r| register && Path::new(r).exists()) {
             if !self.manifest.roots.contains(r) {
                 self.manifest.roots.push(r.clone());
             }
