@@ -298,7 +298,11 @@ impl<'a> Indexer<'a> {
             }
         }
         report.chunks_added += self.embed_pending(pending)? as u64;
-        self.commit(on)?;
+        // An update that changed nothing commits nothing: the generation moves with the index.
+        let staged = !self.staged.records.is_empty() || !self.staged.files.is_empty() || !self.staged.removed.is_empty();
+        if register || staged {
+            self.commit(on)?;
+        }
         if self.needs_compaction() {
             self.compact(on)?;
         }

@@ -192,7 +192,7 @@ fn excluded_dir(dir: &Path, exclude: &[PathBuf]) -> bool {
 }
 
 /// Version-control metadata directories, never descended into (even with `hidden`).
-const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".jj", ".bzr", "_darcs"];
+pub(crate) const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".jj", ".bzr", "_darcs"];
 
 /// Lists the readable files under `roots`: regular files that some [`Reader`] accepts, no larger
 /// than `opts.max_bytes`, honouring `.gitignore`/`.ignore`/`.git/info/exclude` (also outside git
