@@ -488,8 +488,8 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the index in `dir`, or prepares to create it there on the first
-    /// [`Engine::index`]. Nothing is loaded yet, except that an existing index is opened (so a
-    /// corrupt one is reported here, naming the file).
+    /// [`Engine::index`]. Nothing is read yet: models load on first use and the index on the
+    /// first search (a corrupt index can still be rebuilt with [`IndexJob::rebuild`]).
     pub fn open(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if dir.exists() && !dir.is_dir() {
@@ -504,18 +504,14 @@ impl Engine {
             refreshing: Mutex::new(()),
             writer: Mutex::new(()),
         };
-        if engine.exists() {
-            engine.snapshot()?;
-        }
         Ok(engine)
     }
 
-    /// Opens an index that must exist already ([`Error::NoIndex`] otherwise).
+    /// Opens an index that must exist already ([`Error::NoIndex`] otherwise) and reads its
+    /// committed state, so that a corrupt index is reported here, naming the file.
     pub fn open_existing(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<Self> {
         let engine = Self::open(dir, opts)?;
-        if !engine.exists() {
-            return Err(Error::NoIndex(engine.dir.clone()));
-        }
+        engine.snapshot()?;
         Ok(engine)
     }
 
