@@ -270,3 +270,37 @@ fn rerank_and_several_queries_through_the_engine() {
         assert!(matches!(engine.search(&bad), Err(Error::InvalidInput(_))));
     }
 }
+
+#[test]
+fn many_threads_search_one_engine_at_once() {
+    // usearch keeps a fixed number of search contexts per index; more simultaneous searches
+    // than that used to fail ("Reserve capacity ahead of searches!") and surface as Corrupt.
+    let t = TempDir::new("engine-threads");
+    let docs = t.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for i in 0..40 {
+        std::fs::write(docs.join(format!("t{i:02}.txt")), format!("Record {i}: the heron{i} waits by the canal at dawn.\n")).unwrap();
+    }
+    let engine = Arc::new(Engine::open(t.path().join("index"), opts()).unwrap());
+    engine.index(&[docs], &IndexJob::default(), &mut |_| {}).unwrap();
+    let queries: Vec<Vec<f32>> = {
+        let e = engine.embedder().unwrap();
+        e.embed(&["heron by the canal", "dawn", "a bird waiting"]).unwrap()
+    };
+    let queries = Arc::new(queries);
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let (engine, queries) = (engine.clone(), queries.clone());
+            std::thread::spawn(move || {
+                let snap = engine.snapshot().unwrap();
+                for j in 0..200 {
+                    let hits = snap.reader.dense(&queries[(i + j) % 3], 10, false).unwrap();
+                    assert_eq!(hits.len(), 10);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

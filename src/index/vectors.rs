@@ -26,6 +26,11 @@ fn options(dim: usize, kind: VectorKind) -> IndexOptions {
     }
 }
 
+/// Searches one vector file runs at once. usearch keeps one search context per concurrent
+/// search, by default as many as the machine has cores, and fails a search past them ("Reserve
+/// capacity ahead of searches!"); a context is small (a visited set and a query buffer).
+const SEARCH_CONTEXTS: usize = 64;
+
 fn usearch_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::corrupt(path, format!("usearch: {e}"))
 }
@@ -85,6 +90,9 @@ pub struct VectorFile {
     index: Index,
     kind: VectorKind,
     path: std::path::PathBuf,
+    /// Searches running now (at most `SEARCH_CONTEXTS`; more wait).
+    running: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
 }
 
 impl VectorFile {
@@ -100,10 +108,11 @@ impl VectorFile {
         let index = Index::new(&options(dim, kind)).map_err(|e| usearch_err(path, e))?;
         let s = path.to_str().ok_or_else(|| Error::InvalidInput(format!("non-UTF-8 path {}", path.display())))?;
         index.view(s).map_err(|e| usearch_err(path, e))?;
+        index.reserve_capacity_and_threads(index.size(), SEARCH_CONTEXTS).map_err(|e| usearch_err(path, e))?;
         if index.dimensions() != dim {
             return Err(Error::corrupt(path, format!("{} dimensions, expected {dim}", index.dimensions())));
         }
-        Ok(VectorFile { index, kind, path: path.to_path_buf() })
+        Ok(VectorFile { index, kind, path: path.to_path_buf(), running: Default::default(), freed: Default::default() })
     }
 
     pub fn len(&self) -> usize {
@@ -120,6 +129,7 @@ impl VectorFile {
             return Ok(Vec::new());
         }
         let q = encode_b1(self.kind, query);
+        let _slot = self.search_slot();
         let m = if exact {
             // usearch's exact search has no filter: over-fetch dead keys away.
             let all = self.index.exact_search(&q, self.index.size()).map_err(|e| usearch_err(&self.path, e))?;
@@ -147,6 +157,16 @@ impl VectorFile {
             .collect())
     }
 
+    /// Waits for one of the file's search contexts.
+    fn search_slot(&self) -> SearchSlot<'_> {
+        let mut n = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= SEARCH_CONTEXTS {
+            n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        SearchSlot(self)
+    }
+
     /// The stored (dequantized) vector of `key`.
     pub fn get(&self, key: u64) -> Result<Option<Vec<f32>>> {
         let mut v = vec![0f32; self.index.dimensions()];
@@ -157,5 +177,15 @@ impl VectorFile {
     /// Bytes of memory the index holds (the mapped file is not counted by usearch).
     pub fn memory_usage(&self) -> usize {
         self.index.memory_usage()
+    }
+}
+
+/// A search context in use; given back on drop.
+struct SearchSlot<'a>(&'a VectorFile);
+
+impl Drop for SearchSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.freed.notify_one();
     }
 }
