@@ -190,6 +190,26 @@ unsafe fn put(out: *mut *mut c_char, s: String) {
     }
 }
 
+/// The shape of every call that answers with one JSON string: `*out` is cleared first, the
+/// handle and `out` are checked, and what `make` returns is stored in `*out`.
+///
+/// # Safety
+/// `engine` is NULL or a live handle; `out` is NULL or valid for a write.
+unsafe fn answer(
+    engine: *const PonderEngine,
+    out: *mut *mut c_char,
+    name: &str,
+    make: impl FnOnce(&PonderEngine) -> Result<String, Failure>,
+) -> Outcome {
+    clear(out);
+    let h = handle(engine)?;
+    if out.is_null() {
+        return Err(Failure::invalid(format!("{name} is NULL")));
+    }
+    put(out, make(h)?);
+    Ok(())
+}
+
 fn to_json(v: &impl serde::Serialize) -> Result<String, Failure> {
     serde_json::to_string(v).map_err(|e| Failure { code: PONDER_ERR_INTERNAL, message: format!("serializing the result: {e}") })
 }
@@ -464,15 +484,10 @@ pub unsafe extern "C" fn ponder_search(
     err: *mut *mut c_char,
 ) -> c_int {
     guard(err, || {
-        clear(hits_json);
-        let h = handle(engine)?;
-        if hits_json.is_null() {
-            return Err(Failure::invalid("hits_json is NULL"));
-        }
-        let req = SearchRequest::from_json(text(request_json, "request_json")?)?;
-        let hits = h.engine.search(&req)?;
-        put(hits_json, to_json(&Hits { hits: &hits })?);
-        Ok(())
+        answer(engine, hits_json, "hits_json", |h| {
+            let req = SearchRequest::from_json(text(request_json, "request_json")?)?;
+            to_json(&Hits { hits: &h.engine.search(&req)? })
+        })
     })
 }
 
@@ -537,13 +552,7 @@ pub unsafe extern "C" fn ponder_cancel(engine: *const PonderEngine) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ponder_status(engine: *const PonderEngine, status_json: *mut *mut c_char, err: *mut *mut c_char) -> c_int {
     guard(err, || {
-        clear(status_json);
-        let h = handle(engine)?;
-        if status_json.is_null() {
-            return Err(Failure::invalid("status_json is NULL"));
-        }
-        put(status_json, to_json(&h.engine.status()?)?);
-        Ok(())
+        answer(engine, status_json, "status_json", |h| to_json(&h.engine.status()?))
     })
 }
 
@@ -563,19 +572,15 @@ pub unsafe extern "C" fn ponder_get(
     err: *mut *mut c_char,
 ) -> c_int {
     guard(err, || {
-        clear(doc_json);
-        let h = handle(engine)?;
-        if doc_json.is_null() {
-            return Err(Failure::invalid("doc_json is NULL"));
-        }
-        let path = text(path, "path")?;
-        let lines = match (start_line, end_line) {
-            (0, 0) => None,
-            (a, 0) => Some((a, u32::MAX)),
-            (a, b) => Some((a, b)),
-        };
-        put(doc_json, to_json(&h.engine.get(Path::new(path), lines)?)?);
-        Ok(())
+        answer(engine, doc_json, "doc_json", |h| {
+            let path = text(path, "path")?;
+            let lines = match (start_line, end_line) {
+                (0, 0) => None,
+                (a, 0) => Some((a, u32::MAX)),
+                (a, b) => Some((a, b)),
+            };
+            to_json(&h.engine.get(Path::new(path), lines)?)
+        })
     })
 }
 

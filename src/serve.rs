@@ -1356,6 +1356,21 @@ struct Conn<T> {
 }
 
 impl<T> Conn<T> {
+    /// After a write: bytes written count as activity; a write still pending past the idle
+    /// limit fails the connection.
+    fn wrote(&mut self, cx: &mut Context<'_>, p: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match p {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.last = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Whether the connection has been idle too long (registers for a wake-up otherwise).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
@@ -1393,29 +1408,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Conn<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Conn<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, data) {
-            Poll::Ready(r) => {
-                if matches!(r, Ok(n) if n > 0) {
-                    self.last = Instant::now();
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
+        let p = Pin::new(&mut self.io).poll_write(cx, data);
+        self.wrote(cx, p)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                if matches!(r, Ok(n) if n > 0) {
-                    self.last = Instant::now();
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
+        let p = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(cx, p)
     }
 
     fn is_write_vectored(&self) -> bool {
