@@ -448,7 +448,7 @@ pub struct Document {
 struct ManifestKey {
     ino: u64,
     len: u64,
-    mtime_ns: i128,
+    mtime_ns: i64,
 }
 
 fn manifest_key(dir: &Path) -> Option<ManifestKey> {
@@ -457,13 +457,7 @@ fn manifest_key(dir: &Path) -> Option<ManifestKey> {
     let ino = std::os::unix::fs::MetadataExt::ino(&m);
     #[cfg(not(unix))]
     let ino = 0;
-    let mtime_ns = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0);
-    Some(ManifestKey { ino, len: m.len(), mtime_ns })
+    Some(ManifestKey { ino, len: m.len(), mtime_ns: crate::fsutil::mtime_ns(&m) })
 }
 
 /// A committed state of the index, shared by the searches that use it.

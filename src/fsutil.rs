@@ -6,6 +6,16 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// A file's modification time as the index records it: nanoseconds since the epoch (0 when
+/// the platform does not say).
+pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new one:
 /// temporary file in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

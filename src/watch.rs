@@ -52,6 +52,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher, Watch
 
 use crate::engine::{Engine, IndexJob, Snapshot};
 use crate::error::{Error, Result};
+use crate::fsutil::mtime_ns;
 use crate::index::{IndexReport, Progress};
 use crate::ingest::{self, WalkOptions, VCS_DIRS};
 
@@ -655,15 +656,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// A file's modification time as the index records it (nanoseconds since the epoch).
-fn mtime_ns(meta: &fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// The index holds this file with the same size and modification time.

@@ -356,12 +356,7 @@ impl<'a> Indexer<'a> {
     fn prepare(&self, path: &Path, key: &str) -> std::result::Result<Prepared, String> {
         let meta = fs::metadata(path).map_err(|e| e.to_string())?;
         let size = meta.len();
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let mtime = crate::fsutil::mtime_ns(&meta);
         let old = self.manifest.files.get(key);
         if let Some(old) = old {
             if old.size == size && old.mtime == mtime {
