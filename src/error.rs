@@ -42,7 +42,7 @@ pub enum Error {
     InvalidInput(String),
 
     /// The directory holds no index yet (no `MANIFEST`).
-    #[error("no index in {0}: create one with `ponder index PATH... --index {0}` (or `Engine::index`)")]
+    #[error("no index in {0}: create one with `ponder index PATH... --index {0}`")]
     NoIndex(PathBuf),
 
     /// An indexing job was cancelled; what it had committed stays in the index.
