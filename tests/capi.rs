@@ -1,6 +1,6 @@
 //! The C ABI from outside: compiles `tests/c/capi_smoke.c` against `include/ponder.h` with the
 //! system C compiler (`-Wall -Wextra -Werror`), links it to the cdylib that `cargo test
-//! --release` builds next to the `ponder` binary, and runs it (index, search, errors, four
+//! --release` builds (in `deps/` beside the `ponder` binary), and runs it (index, search, errors, four
 //! threads searching one handle, cancellation, remove). Then runs it again built with
 //! AddressSanitizer and LeakSanitizer (see [`leak_check`]); where that cannot run, the leak
 //! check is skipped with the reason printed.
@@ -13,14 +13,29 @@ use std::time::Instant;
 
 use common::{repo, TempDir};
 
-/// The directory holding the `ponder` binary and the cdylib.
+/// The directory holding the cdylib: `deps/` beside the `ponder` binary, where every build of
+/// the library writes it (`cargo test` does not copy it up next to the binary, `cargo build`
+/// does), else the binary's own directory.
 fn lib_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_ponder")).parent().unwrap().to_path_buf()
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ponder")).parent().unwrap().to_path_buf();
+    let deps = bin_dir.join("deps");
+    if deps.join(cdylib_name()).exists() {
+        deps
+    } else {
+        bin_dir
+    }
+}
+
+fn cdylib_name() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "libponder.dylib"
+    } else {
+        "libponder.so"
+    }
 }
 
 fn cdylib() -> PathBuf {
-    let name = if cfg!(target_os = "macos") { "libponder.dylib" } else { "libponder.so" };
-    lib_dir().join(name)
+    lib_dir().join(cdylib_name())
 }
 
 fn cc() -> String {
