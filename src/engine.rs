@@ -206,6 +206,11 @@ impl SearchRequest {
 
     /// Checks ranges and names; every problem is [`Error::InvalidInput`].
     pub fn validate(&self) -> Result<()> {
+        self.checked_filter().map(drop)
+    }
+
+    /// Validates the request and returns its filter, compiled once.
+    fn checked_filter(&self) -> Result<Filter> {
         let bad = |m: String| Err(Error::InvalidInput(m));
         let qs = self.all_queries();
         if qs.is_empty() {
@@ -241,8 +246,7 @@ impl SearchRequest {
         if self.prf_dense > MAX_K || self.rm3 > MAX_K || self.rm3_terms > MAX_K {
             return bad(format!("prf_dense, rm3 and rm3_terms are at most {MAX_K}"));
         }
-        self.filter()?;
-        Ok(())
+        self.filter()
     }
 
     /// The retrieval options this request asks for.
@@ -619,11 +623,10 @@ impl Engine {
     /// Ranked (chunk id, score) pairs for a request, against one snapshot; reranked when the
     /// request asks. [`Engine::search`] turns them into hits.
     pub fn rank(&self, snap: &Snapshot, req: &SearchRequest) -> Result<Vec<(u64, f32)>> {
-        req.validate()?;
+        let filter = req.checked_filter()?;
         let queries = req.all_queries();
         let opts = req.options()?;
         let embedder = self.embedder()?;
-        let filter = req.filter()?;
         let live = (!filter.is_empty()).then(|| filter.live_set(&snap.reader.manifest));
         let mut searcher = Searcher::new(&snap.reader, &embedder);
         if let Some(l) = &live {

@@ -109,11 +109,7 @@ impl ChunkSegment {
 
     /// Every record, in id order (for compaction and rebuilds).
     pub fn all(&self) -> Result<Vec<ChunkRecord>> {
-        let mut out = Vec::new();
-        for i in 0..self.table.len() {
-            out.extend(self.block(i)?);
-        }
-        Ok(out)
+        self.range(0, u64::MAX)
     }
 }
 

@@ -182,12 +182,7 @@ impl IndexReader {
 
     /// Every stored chunk record of a segment list, for compaction.
     pub(crate) fn all_records(&self) -> Result<Vec<ChunkRecord>> {
-        let mut out = Vec::new();
-        for (_, _, _, seg) in &self.chunk_segments {
-            out.extend(seg.all()?.into_iter().filter(|r| self.live.contains(r.id)));
-        }
-        out.sort_unstable_by_key(|r| r.id);
-        Ok(out)
+        self.records_in(0, u64::MAX)
     }
 
     pub fn vector_files(&self) -> usize {
