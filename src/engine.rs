@@ -613,9 +613,7 @@ impl Engine {
         if let Some(r) = slot.as_ref() {
             return Ok(r.clone());
         }
-        let weights = reranker_weights(&self.opts.reranker)?;
-        let precision = compute_precision(self.opts.reranker_precision, &weights)?;
-        let r = Arc::new(Reranker::new(&weights, precision, self.opts.device)?);
+        let r = Arc::new(load_reranker(&self.opts.reranker, self.opts.reranker_precision, self.opts.device)?);
         *slot = Some(r.clone());
         Ok(r)
     }
@@ -882,6 +880,13 @@ pub fn load_model(source: &ModelSource, precision: Option<Precision>, device: De
         precision: embedder.precision_name().to_string(),
     };
     Ok((embedder, stamp))
+}
+
+/// Loads a cross-encoder reranker (`default`: the built-in one) at the asked precision.
+pub fn load_reranker(source: &ModelSource, precision: Option<Precision>, device: DeviceChoice) -> Result<Reranker> {
+    let weights = reranker_weights(source)?;
+    let precision = compute_precision(precision, &weights)?;
+    Reranker::new(&weights, precision, device)
 }
 
 /// A cross-encoder's weights: the built-in reranker for `default`, else the file or directory.

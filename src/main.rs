@@ -74,10 +74,8 @@ struct RerankArgs {
 
 impl RerankArgs {
     fn load(&self, device: DeviceChoice) -> Result<ponder::rerank::Reranker> {
-        let weights = engine::reranker_weights(&self.reranker)
-            .with_context(|| format!("loading reranker {}", engine::model_name(&self.reranker)))?;
-        let precision = engine::compute_precision(self.reranker_precision, &weights).context("--reranker-precision")?;
-        Ok(ponder::rerank::Reranker::new(&weights, precision, device)?)
+        engine::load_reranker(&self.reranker, self.reranker_precision, device)
+            .with_context(|| format!("loading reranker {}", engine::model_name(&self.reranker)))
     }
 
     fn check(&self) -> Result<()> {

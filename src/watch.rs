@@ -53,6 +53,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher, Watch
 use crate::engine::{Engine, IndexJob, Snapshot};
 use crate::error::{Error, Result};
 use crate::fsutil::mtime_ns;
+use crate::index::writer::is_under;
 use crate::index::{IndexReport, Progress};
 use crate::ingest::{self, WalkOptions, VCS_DIRS};
 
@@ -673,10 +674,6 @@ fn indexed_under(s: &Snapshot, key: &str) -> bool {
     let files = &s.reader.manifest.files;
     let prefix = format!("{}/", key.trim_end_matches('/'));
     files.contains_key(key) || files.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
-}
-
-fn is_under(path: &str, root: &str) -> bool {
-    path == root || (path.starts_with(root) && (root.ends_with('/') || path[root.len()..].starts_with('/')))
 }
 
 /// The canonical name of a path that no longer exists: its deepest existing ancestor,

@@ -520,7 +520,8 @@ enum Prepared {
     Changed(FileEntry, Vec<chunk::Chunk>),
 }
 
-fn is_under(path: &str, root: &str) -> bool {
+/// Whether `path` is `root` or lies under it (both absolute, `/`-separated).
+pub(crate) fn is_under(path: &str, root: &str) -> bool {
     path == root || (path.starts_with(root) && (root.ends_with('/') || path[root.len()..].starts_with('/')))
 }
 
