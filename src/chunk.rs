@@ -49,6 +49,9 @@ pub struct Chunk {
     /// Heading path in effect where the chunk's content starts ("Install > Linux"; a chunk
     /// that opens with heading lines takes the last of them), for Markdown and HTML.
     pub heading: Option<String>,
+    /// First and last page (1-based) of a paged document (PDF) the chunk lies on; set by the
+    /// caller from [`Document::pages`](crate::ingest::Document::pages), `None` otherwise.
+    pub pages: Option<(u32, u32)>,
 }
 
 /// Cuts `text` into chunks of at most `opts.max_tokens` tokens, where `count(s)` gives the byte
@@ -509,6 +512,7 @@ impl Packer<'_> {
             start_line: line_of(start),
             end_line: line_of(end - 1),
             heading: self.sections[section].path.clone(),
+            pages: None,
         });
         self.prev = Some((start, end));
     }

@@ -843,6 +843,10 @@ pub fn hits(reader: &IndexReader, queries: &[String], ranked: &[(u64, f32)]) -> 
             text: r.text,
             highlights,
             chunk_id: *id,
+            page: r.pages.map(|p| p.0),
+            page_end: r.pages.map(|p| p.1),
+            also_in: Vec::new(),
+            explain: None,
         });
     }
     Ok(out)

@@ -16,6 +16,28 @@ pub struct Hit {
     /// Byte ranges in `text` that match query terms.
     pub highlights: Vec<(usize, usize)>,
     pub chunk_id: u64,
+    /// First page of the chunk in a paged document (PDF), 1-based.
+    pub page: Option<u32>,
+    /// Last page of the chunk in a paged document (PDF).
+    pub page_end: Option<u32>,
+    /// Other files holding the same (or nearly the same) text, collapsed into this hit.
+    pub also_in: Vec<String>,
+    /// Why the hit ranks where it does (`--explain`); flattened into the hit's JSON.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Explain>,
+}
+
+/// Each signal behind a hit: the dense and lexical lists' scores and 1-based ranks (`None`
+/// where that list did not return the chunk), the fused retriever score, and the cross-encoder
+/// score when the search was reranked.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Explain {
+    pub dense_score: Option<f32>,
+    pub dense_rank: Option<u32>,
+    pub lexical_score: Option<f32>,
+    pub lexical_rank: Option<u32>,
+    pub fused_score: Option<f32>,
+    pub rerank_score: Option<f32>,
 }
 
 /// Byte ranges of words in `text` whose analyzed form is one of `terms`.

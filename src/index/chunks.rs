@@ -22,6 +22,8 @@ pub struct ChunkRecord {
     pub end_line: u32,
     pub heading: Option<String>,
     pub text: String,
+    /// First and last page (1-based) the chunk's text lies on, for paged documents (PDF).
+    pub pages: Option<(u32, u32)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,6 +130,7 @@ mod tests {
                 end_line: 2,
                 heading: (i % 3 == 0).then(|| format!("h{i}")),
                 text: format!("chunk number {i} ").repeat(20),
+                pages: (i % 2 == 0).then_some((i as u32 + 1, i as u32 + 2)),
             })
             .collect();
         let bytes = encode(&recs).unwrap();

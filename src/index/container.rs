@@ -6,7 +6,9 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Version of the index file formats; bumped on any incompatible change.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// 2: chunk records carry their PDF pages; the lexical analyzer folds accents, segments CJK
+/// and stems per detected language.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
 const FOOTER_MAGIC: &[u8; 8] = b"PNDRFOOT";
 const HEADER_LEN: usize = 12;
 const FOOTER_LEN: usize = 12;

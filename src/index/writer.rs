@@ -333,6 +333,7 @@ impl<'a> Indexer<'a> {
                     start_line: 1,
                     end_line: lines,
                     heading: None,
+                    pages: None,
                 };
                 let entry = FileEntry { hash, size: text.len() as u64, mtime: 0, kind: ingest::DocKind::Text, chunks: (0, 0) };
                 pending.push((key.clone(), entry, vec![c]));
@@ -376,7 +377,10 @@ impl<'a> Indexer<'a> {
         let reader = ingest::reader_for(path).ok_or_else(|| "no reader for this file type".to_string())?;
         let doc = reader.read(path, &bytes).map_err(|e| e.to_string())?;
         let tok = self.embedder.tokenizer();
-        let chunks = chunk::chunk(&doc.text, doc.kind, &self.manifest.chunking, &|s| tok.token_spans(s));
+        let mut chunks = chunk::chunk(&doc.text, doc.kind, &self.manifest.chunking, &|s| tok.token_spans(s));
+        for c in &mut chunks {
+            c.pages = doc.page_range(c.start_byte, c.end_byte);
+        }
         Ok(Prepared::Changed(FileEntry { hash, size, mtime, kind: doc.kind, chunks: (0, 0) }, chunks))
     }
 
@@ -405,6 +409,7 @@ impl<'a> Indexer<'a> {
                     end_line: c.end_line as u32,
                     heading: c.heading,
                     text: c.text,
+                    pages: c.pages,
                 });
                 vi += 1;
                 n += 1;

@@ -27,7 +27,7 @@ impl Reader for HtmlReader {
 
     fn read(&self, _path: &Path, bytes: &[u8]) -> Result<Document, IngestError> {
         let html = decode_text(bytes)?;
-        Ok(Document { text: html_to_text(&html), kind: DocKind::Html })
+        Ok(Document::new(html_to_text(&html), DocKind::Html))
     }
 }
 
@@ -719,7 +719,7 @@ mod tests {
         assert!(r.accepts(Path::new("b.xhtml")));
         assert!(!r.accepts(Path::new("b.md")));
         let doc = r.read(Path::new("x.html"), b"<h1>T\xFFx</h1>").unwrap();
-        assert_eq!(doc, Document { text: "# T\u{FFFD}x\n".into(), kind: DocKind::Html });
+        assert_eq!(doc, Document::new("# T\u{FFFD}x\n".into(), DocKind::Html));
         assert!(matches!(r.read(Path::new("x.html"), b"<p>\0</p>"), Err(IngestError::Binary)));
     }
 }

@@ -35,6 +35,27 @@ pub enum DocKind {
 pub struct Document {
     pub text: String,
     pub kind: DocKind,
+    /// For paged documents (PDF): the byte offset in `text` where each page starts, ascending
+    /// (page 1 first). Empty for documents without pages.
+    pub pages: Vec<usize>,
+}
+
+impl Document {
+    /// A document without pages.
+    pub fn new(text: String, kind: DocKind) -> Self {
+        Document { text, kind, pages: Vec::new() }
+    }
+
+    /// The first and last page (1-based) that `text[start..end]` touches, if the document has
+    /// pages.
+    pub fn page_range(&self, start: usize, end: usize) -> Option<(u32, u32)> {
+        if self.pages.is_empty() {
+            return None;
+        }
+        let page_of = |b: usize| self.pages.partition_point(|&s| s <= b).max(1) as u32;
+        let last = end.saturating_sub(1).max(start);
+        Some((page_of(start), page_of(last)))
+    }
 }
 
 /// Why a file could not be turned into a [`Document`].
@@ -369,7 +390,7 @@ mod tests {
         let small = t.0.join("a.txt");
         fs::write(&small, "hello\n").unwrap();
         let doc = read_file(&small, 100).unwrap();
-        assert_eq!(doc, Document { text: "hello\n".into(), kind: DocKind::Text });
+        assert_eq!(doc, Document::new("hello\n".into(), DocKind::Text));
         assert!(matches!(read_file(&small, 3), Err(IngestError::TooLarge { size: 6, limit: 3 })));
         let bin = t.0.join("b.log");
         fs::write(&bin, b"abc\0def").unwrap();

@@ -24,7 +24,7 @@ impl Reader for PdfReader {
 
     fn read(&self, _path: &Path, bytes: &[u8]) -> Result<Document, IngestError> {
         match quietly(|| pdf_extract::extract_text_from_mem(bytes)) {
-            Ok(Ok(text)) => Ok(Document { text: normalise(&text), kind: DocKind::Pdf }),
+            Ok(Ok(text)) => Ok(Document::new(normalise(&text), DocKind::Pdf)),
             Ok(Err(e)) => Err(IngestError::Unreadable(format!("PDF: {e}"))),
             Err(panic) => {
                 let msg = panic

@@ -61,7 +61,7 @@ fn has_extension(path: &Path, list: &[&str]) -> bool {
 }
 
 fn text_document(bytes: &[u8], kind: DocKind) -> Result<Document, IngestError> {
-    Ok(Document { text: decode_text(bytes)?, kind })
+    Ok(Document::new(decode_text(bytes)?, kind))
 }
 
 /// Plain text (and extensionless files).
