@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::index::manifest::LiveSet;
 use crate::index::{IndexOptions, IndexReader, Indexer, Manifest, ModelStamp, Progress, VectorKind};
 use crate::rerank::Reranker;
 use crate::retrieve::{SearchOptions, Searcher};
@@ -274,9 +275,19 @@ pub struct QueryRun {
     pub queries_per_s: f64,
 }
 
-/// Runs every query of `c` against an evaluation index.
-pub fn run_queries(c: &Collection, reader: &IndexReader, embedder: &Embedder, opts: &SearchOptions) -> Result<QueryRun> {
-    let searcher = Searcher::new(reader, embedder);
+/// Runs every query of `c` against an evaluation index, over the documents `filter` keeps
+/// (all when `None`).
+pub fn run_queries(
+    c: &Collection,
+    reader: &IndexReader,
+    embedder: &Embedder,
+    opts: &SearchOptions,
+    filter: Option<&LiveSet>,
+) -> Result<QueryRun> {
+    let mut searcher = Searcher::new(reader, embedder);
+    if let Some(f) = filter {
+        searcher = searcher.with_filter(f);
+    }
     let t = std::time::Instant::now();
     let mut run = HashMap::new();
     let mut lists = Vec::new();
@@ -288,6 +299,27 @@ pub fn run_queries(c: &Collection, reader: &IndexReader, embedder: &Embedder, op
     }
     let queries_per_s = c.queries.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
     Ok(QueryRun { run, lists, queries_per_s })
+}
+
+/// How much of exact search's top `k` an approximate run found, averaged over queries: the
+/// recall of HNSW (with a filter, of filtered HNSW) against brute force.
+pub fn overlap_at(approx: &QueryRun, exact: &QueryRun, k: usize) -> f64 {
+    let mut total = 0.0;
+    let mut n = 0;
+    for (a, e) in approx.lists.iter().zip(&exact.lists) {
+        let want: HashSet<u64> = e.iter().take(k).map(|x| x.0).collect();
+        if want.is_empty() {
+            continue;
+        }
+        let got = a.iter().take(k).filter(|x| want.contains(&x.0)).count();
+        total += got as f64 / want.len() as f64;
+        n += 1;
+    }
+    if n == 0 {
+        1.0
+    } else {
+        total / n as f64
+    }
 }
 
 /// One cell of a rerank grid.

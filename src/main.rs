@@ -151,6 +151,33 @@ impl RetrievalArgs {
     }
 }
 
+/// How hits are presented: duplicates, files, explanations.
+#[derive(clap::Args, Clone, Default)]
+struct PresentArgs {
+    /// Most hits from one file (0: no limit).
+    #[arg(long, default_value_t = ponder::engine::DEFAULT_PER_FILE)]
+    per_file: usize,
+    /// One row per file: its best chunk.
+    #[arg(long)]
+    files: bool,
+    /// Keep chunks whose text repeats in other files as separate hits (by default they
+    /// collapse into one hit listing the other paths).
+    #[arg(long)]
+    no_dedup: bool,
+    /// Show each hit's dense and lexical score and rank, fused score and rerank score.
+    #[arg(long)]
+    explain: bool,
+}
+
+impl PresentArgs {
+    fn apply(&self, req: &mut SearchRequest) {
+        req.per_file = self.per_file;
+        req.files = self.files;
+        req.dedup = !self.no_dedup;
+        req.explain = self.explain;
+    }
+}
+
 /// Which files may answer.
 #[derive(clap::Args, Clone, Default)]
 struct FilterArgs {
@@ -223,6 +250,10 @@ enum Command {
         /// Do not honour .gitignore / .ignore files.
         #[arg(long)]
         no_ignore: bool,
+        /// Also index generated and minified files (bundles, *.min.js, lock files, search
+        /// indexes, files marked @generated), which are skipped with a warning otherwise.
+        #[arg(long)]
+        include_generated: bool,
         /// Skip files larger than this many bytes.
         #[arg(long, default_value_t = 50 * 1024 * 1024)]
         max_file_size: u64,
@@ -258,6 +289,8 @@ enum Command {
         rerank: RerankArgs,
         #[command(flatten)]
         filter: FilterArgs,
+        #[command(flatten)]
+        present: PresentArgs,
         /// One JSON object per result line.
         #[arg(long)]
         json: bool,
@@ -371,6 +404,10 @@ enum Command {
         /// Where evaluation indexes are kept (default: the user cache directory).
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// Search only the documents these filters keep (paths are document ids). With a filter
+        /// and HNSW, the run is also compared with exact filtered search (`filter_recall@k`).
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Model files: import from Hugging Face layout, inspect.
     Model {
@@ -527,6 +564,11 @@ enum BenchCommand {
 }
 
 fn main() {
+    // The PDF helper: this binary re-executed by itself to extract one PDF under limits.
+    if std::env::args_os().nth(1).is_some_and(|a| a == ponder::ingest::pdf::HELPER_ARG) {
+        std::process::exit(ponder::ingest::pdf::serve_child());
+    }
+    isolate_pdf_extraction();
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
@@ -541,25 +583,80 @@ fn main() {
     }
 }
 
+/// Makes PDF extraction run in a helper process (this binary, `__extract-pdf`) with a time and a
+/// memory limit. Environment: `PONDER_PDF_TIMEOUT_MS` (wall clock per PDF, default 30000),
+/// `PONDER_PDF_MEMORY_MB` (address space of the helper, default 1024; 0 for none),
+/// `PONDER_PDF_HELPER` (another helper executable; tests use it).
+fn isolate_pdf_extraction() {
+    use ponder::ingest::pdf::{self, PdfIsolation};
+    let exe = match std::env::var_os("PONDER_PDF_HELPER") {
+        Some(p) => PathBuf::from(p),
+        None => match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("warning: PDFs will be read without time or memory limits ({e})");
+                return;
+            }
+        },
+    };
+    let number = |name: &str| -> Option<u64> {
+        let v = std::env::var(name).ok()?;
+        match v.trim().parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                eprintln!("warning: {name}={v:?} is not a whole number; using the default");
+                None
+            }
+        }
+    };
+    let timeout = number("PONDER_PDF_TIMEOUT_MS").map_or(pdf::DEFAULT_TIMEOUT, std::time::Duration::from_millis);
+    let memory = match number("PONDER_PDF_MEMORY_MB") {
+        Some(0) => None,
+        Some(mb) => Some(mb << 20),
+        None => Some(pdf::DEFAULT_MEMORY),
+    };
+    pdf::set_isolation(PdfIsolation::Subprocess { exe, timeout, memory });
+}
+
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Embed { model } => embed_stdin(&model),
         Command::Demo { model } => demo(&model),
-        Command::Index { paths, dir, model, vectors, instruction, hidden, no_ignore, max_file_size, rebuild, compact, progress, commit_every } => {
+        Command::Index {
+            paths,
+            dir,
+            model,
+            vectors,
+            instruction,
+            hidden,
+            no_ignore,
+            include_generated,
+            max_file_size,
+            rebuild,
+            compact,
+            progress,
+            commit_every,
+        } => {
             let opts = EngineOptions {
                 // Re-runs keep the index's model unless another is named explicitly.
                 model: (model.model != ModelSource::Default || model.precision.is_some() || rebuild).then(|| model.model.clone()),
                 precision: model.precision,
                 device: model.device,
                 vectors,
-                walk: ponder::ingest::WalkOptions { hidden, no_ignore, max_bytes: max_file_size, ..Default::default() },
+                walk: ponder::ingest::WalkOptions {
+                    hidden,
+                    no_ignore,
+                    include_generated,
+                    max_bytes: max_file_size,
+                    ..Default::default()
+                },
                 commit_every_chunks: commit_every.max(1),
                 ..Default::default()
             };
             let job = IndexJob { rebuild, compact, instruction, cancel: None };
             run_index(&dir.dir(), paths, opts, &job, &progress)
         }
-        Command::Search { query, queries, dir, k, retrieval, rerank, filter, json, device } => {
+        Command::Search { query, queries, dir, k, retrieval, rerank, filter, present, json, device } => {
             let mut all: Vec<String> = query.into_iter().chain(queries).collect();
             if all.is_empty() {
                 let mut s = String::new();
@@ -583,6 +680,7 @@ fn run(command: Command) -> Result<()> {
             req.rerank_top = rerank.rerank_top[0];
             req.rerank_weight = rerank.rerank_weight[0];
             filter.apply(&mut req);
+            present.apply(&mut req);
             let opts = EngineOptions {
                 device,
                 reranker: rerank.reranker.clone(),
@@ -642,12 +740,14 @@ fn run(command: Command) -> Result<()> {
                 std::thread::park();
             }
         }
-        Command::Eval { dir, retrieval, rerank, k, json, model, vectors, split, max_queries, cache } => {
+        Command::Eval { dir, retrieval, rerank, k, json, model, vectors, split, max_queries, cache, filter } => {
             rerank.check()?;
             let mut opts = retrieval.request(100.max(k)).options()?;
             opts.candidates = opts.candidates.max(100);
             let device = model.device;
-            run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache, rerank.rerank.then_some(&rerank), device)
+            let filter = ponder::engine::Filter::new(&filter.path, &filter.kinds, filter.after.as_deref(), filter.before.as_deref())?;
+            let rr = rerank.rerank.then_some(&rerank);
+            run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache, rr, device, &filter)
         }
         Command::Model { command: ModelCommand::Import { hf_dir, out_file, precision, provenance } } => {
             let t = Instant::now();
@@ -818,8 +918,33 @@ fn run_search(dir: &std::path::Path, req: &SearchRequest, opts: EngineOptions, j
             let (snip, hs) = present::snippet(&h.text, &h.highlights, 300);
             let (open, close) = if tty { ("\x1b[1;33m", "\x1b[0m") } else { ("**", "**") };
             let heading = h.heading.as_ref().map(|h| format!("  [{h}]")).unwrap_or_default();
-            writeln!(out, "{}. {}:{}-{}  score {:.4}{}", rank + 1, h.path, h.start_line, h.end_line, h.score, heading)?;
+            // A paged document (PDF) is cited by page: its line numbers are of the extracted text.
+            let place = match (h.page, h.page_end) {
+                (Some(a), Some(b)) if b > a => format!(" pp. {a}\u{2013}{b}"),
+                (Some(a), _) => format!(" p. {a}"),
+                _ => format!(":{}-{}", h.start_line, h.end_line),
+            };
+            writeln!(out, "{}. {}{place}  score {:.4}{}", rank + 1, h.path, h.score, heading)?;
             writeln!(out, "   {}", present::render(&snip, &hs, open, close))?;
+            if !h.also_in.is_empty() {
+                writeln!(out, "   also in: {}", h.also_in.join(", "))?;
+            }
+            if let Some(e) = &h.explain {
+                let signal = |s: Option<f32>, r: Option<u32>| match (s, r) {
+                    (Some(s), Some(r)) => format!("{s:.4} (#{r})"),
+                    _ => "-".to_string(),
+                };
+                let mut line = format!(
+                    "   explain: dense {}  lexical {}  fused {}",
+                    signal(e.dense_score, e.dense_rank),
+                    signal(e.lexical_score, e.lexical_rank),
+                    e.fused_score.map_or("-".into(), |f| format!("{f:.4}"))
+                );
+                if let Some(r) = e.rerank_score {
+                    line.push_str(&format!("  rerank {r:.4}"));
+                }
+                writeln!(out, "{line}")?;
+            }
         }
     }
     if hits.is_empty() && !json {
@@ -872,6 +997,7 @@ fn run_eval(
     cache: Option<PathBuf>,
     rerank: Option<&RerankArgs>,
     device: DeviceChoice,
+    filter: &ponder::engine::Filter,
 ) -> Result<()> {
     use ponder::eval::{self, Collection};
     let mut c = Collection::load(dir, split)?;
@@ -887,8 +1013,17 @@ fn run_eval(
         }
     })?;
     let reader = IndexReader::open(&ix.dir)?;
-    let q = eval::run_queries(&c, &reader, &embedder, opts)?;
+    let live = (!filter.is_empty()).then(|| filter.live_set(&reader.manifest));
+    let q = eval::run_queries(&c, &reader, &embedder, opts, live.as_ref())?;
     let m = eval::evaluate_at(&c, &q.run, k);
+    // With a filter, how much of exact filtered search's top k the approximate search found.
+    let filter_recall = match &live {
+        Some(l) if !opts.exact => {
+            let exact = eval::run_queries(&c, &reader, &embedder, &SearchOptions { exact: true, ..opts.clone() }, Some(l))?;
+            Some(eval::overlap_at(&q, &exact, k))
+        }
+        _ => None,
+    };
     let round = |x: f64| (x * 1e4).round() / 1e2;
     if let Some(args) = rerank {
         let reranker = args.load(device)?;
@@ -946,6 +1081,7 @@ fn run_eval(
         format!("ndcg@{k}"): round(m.ndcg10), "recall@100": round(m.recall100),
         format!("mrr@{k}"): round(m.mrr10), "queries": m.queries, "queries_per_s": (q.queries_per_s * 10.0).round() / 10.0,
         "index_s": (ix.index_s * 10.0).round() / 10.0, "index_reused": ix.reused, "docs": c.docs.len(),
+        "filtered_docs": live.as_ref().map(|l| l.len()), format!("filter_recall@{k}"): filter_recall.map(round),
     });
     if json {
         println!("{out}");
@@ -955,6 +1091,9 @@ fn run_eval(
             c.name, c.docs.len(), m.queries, format!("{:?}", opts.mode).to_lowercase(),
             m.ndcg10 * 100.0, m.recall100 * 100.0, m.mrr10 * 100.0, q.queries_per_s, ix.index_s, if ix.reused { " (reused)" } else { "" }
         );
+        if let (Some(l), Some(r)) = (&live, filter_recall) {
+            println!("filter keeps {} of {} docs; filtered HNSW found {:.2}% of exact filtered search's top {k}", l.len(), c.docs.len(), r * 100.0);
+        }
     }
     Ok(())
 }

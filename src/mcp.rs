@@ -421,8 +421,16 @@ fn hits_text(query: &str, mode: &str, reranked: bool, hits: &[Hit]) -> String {
     let mut out = format!("{} hit{} for {query:?} ({how}):\n", hits.len(), if hits.len() == 1 { "" } else { "s" });
     for (i, h) in hits.iter().enumerate() {
         out.push_str(&format!("\n{}. {}:{}-{}  score {:.4}", i + 1, h.path, h.start_line, h.end_line, h.score));
+        match (h.page, h.page_end) {
+            (Some(a), Some(b)) if b > a => out.push_str(&format!("  pp. {a}-{b}")),
+            (Some(a), _) => out.push_str(&format!("  p. {a}")),
+            _ => {}
+        }
         if let Some(heading) = h.heading.as_deref().filter(|s| !s.is_empty()) {
             out.push_str(&format!("  [{heading}]"));
+        }
+        if !h.also_in.is_empty() {
+            out.push_str(&format!("\n(the same text is also in: {})", h.also_in.join(", ")));
         }
         out.push('\n');
         out.push_str(h.text.trim_end());
@@ -585,6 +593,18 @@ fn tool_definitions() -> Vec<Tool> {
                     "before": {
                         "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
                         "description": "Only files modified before this day (YYYY-MM-DD, UTC)."
+                    },
+                    "files": {
+                        "type": "boolean", "default": false,
+                        "description": "One hit per file (its best passage): use it to find which documents are about something."
+                    },
+                    "per_file": {
+                        "type": "integer", "minimum": 0, "maximum": 1000, "default": 2,
+                        "description": "Most passages from one file (0: no limit)."
+                    },
+                    "explain": {
+                        "type": "boolean", "default": false,
+                        "description": "Add each hit's dense and lexical scores and ranks, fused score and rerank score."
                     }
                 },
                 "required": ["query"]

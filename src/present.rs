@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+pub mod collapse;
+
 use crate::index::lexical::Analyzer;
 
 #[derive(Clone, Debug, Serialize)]
@@ -40,27 +42,22 @@ pub struct Explain {
     pub rerank_score: Option<f32>,
 }
 
-/// Byte ranges of words in `text` whose analyzed form is one of `terms`.
+/// Byte ranges of words (and CJK bigrams) in `text` whose analyzed form is one of `terms`,
+/// sorted, overlapping ranges merged. `text` is analyzed as a document, in its own language.
 pub fn matches(text: &str, terms: &[String], analyzer: &Analyzer) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    let check = |s: usize, e: usize, out: &mut Vec<(usize, usize)>| {
-        let w = &text[s..e];
-        if let Some(t) = analyzer.terms(w).first() {
-            if terms.contains(t) {
-                out.push((s, e));
-            }
-        }
-    };
-    for (i, c) in text.char_indices() {
-        if c.is_alphanumeric() {
-            start.get_or_insert(i);
-        } else if let Some(s) = start.take() {
-            check(s, i, &mut out);
-        }
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    if terms.is_empty() {
+        return out;
     }
-    if let Some(s) = start {
-        check(s, text.len(), &mut out);
+    for (t, s, e) in analyzer.terms_with_spans(text) {
+        if !terms.contains(&t) {
+            continue;
+        }
+        // Spans come in text order; consecutive CJK bigrams overlap by a character.
+        match out.last_mut() {
+            Some(last) if s < last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
     }
     out
 }
@@ -127,6 +124,26 @@ mod tests {
         assert_eq!(words, vec!["dog", "Dogs", "running"]);
         let (snip, hs) = snippet(text, &m, 1000);
         assert_eq!(render(&snip, &hs, "[", "]"), "The [dog] ran. [Dogs] were [running]; a runner watched.");
+    }
+
+    #[test]
+    fn highlights_cjk_bigrams_and_accented_words() {
+        let a = Analyzer::default();
+        // Chinese: the query's bigrams 东京 and 京都 overlap in the text and merge into one range.
+        let text = "我住在东京都，喜欢寿司。";
+        let m = matches(text, &a.query_terms("东京都", &[]), &a);
+        let words: Vec<&str> = m.iter().map(|&(s, e)| &text[s..e]).collect();
+        assert_eq!(words, vec!["东京都"]);
+        // Japanese: a lone kana word and a katakana run.
+        let text = "今日はラーメンを食べた";
+        let m = matches(text, &a.query_terms("ラーメン", &[]), &a);
+        let words: Vec<&str> = m.iter().map(|&(s, e)| &text[s..e]).collect();
+        assert_eq!(words, vec!["ラーメン"]);
+        // Accents fold both ways: a query without them finds the accented word.
+        let text = "Un café crème, s'il vous plaît.";
+        let m = matches(text, &a.query_terms("cafe creme", &[]), &a);
+        let words: Vec<&str> = m.iter().map(|&(s, e)| &text[s..e]).collect();
+        assert_eq!(words, vec!["café", "crème"]);
     }
 
     #[test]

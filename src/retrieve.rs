@@ -173,7 +173,7 @@ impl<'a> Searcher<'a> {
         exp.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         exp.truncate(r.terms);
         let exp_sum: f32 = exp.iter().map(|x| x.1).sum::<f32>().max(1e-9);
-        let original = lex.analyzer.terms(query);
+        let original = lex.query_terms(query);
         let mut weights: std::collections::HashMap<String, f32> = std::collections::HashMap::new();
         for t in &original {
             *weights.entry(t.clone()).or_default() += r.original_weight / original.len().max(1) as f32;
@@ -186,15 +186,42 @@ impl<'a> Searcher<'a> {
 
     /// Ranked (chunk id, score) for one or more queries; several queries are fused by RRF.
     pub fn search(&self, queries: &[String], opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
+        self.search_with_signals(queries, opts, None)
+    }
+
+    /// [`Searcher::search`], also recording each chunk's best dense and lexical rank and score
+    /// across the queries into `signals` (for explanations).
+    pub fn search_with_signals(
+        &self,
+        queries: &[String],
+        opts: &SearchOptions,
+        mut signals: Option<&mut Signals>,
+    ) -> Result<Vec<(u64, f32)>> {
         let n = opts.candidates.max(opts.k);
         let mut per_query = Vec::new();
         for q in queries {
             let list = match opts.mode {
-                Mode::Dense => self.dense_list(q, n, opts)?,
-                Mode::Lexical => self.lexical_list(q, n, opts)?,
+                Mode::Dense => {
+                    let d = self.dense_list(q, n, opts)?;
+                    if let Some(s) = signals.as_deref_mut() {
+                        Signals::record(&mut s.dense, &d);
+                    }
+                    d
+                }
+                Mode::Lexical => {
+                    let l = self.lexical_list(q, n, opts)?;
+                    if let Some(s) = signals.as_deref_mut() {
+                        Signals::record(&mut s.lexical, &l);
+                    }
+                    l
+                }
                 Mode::Hybrid => {
                     let d = self.dense_list(q, n, opts)?;
                     let l = self.lexical_list(q, n, opts)?;
+                    if let Some(s) = signals.as_deref_mut() {
+                        Signals::record(&mut s.dense, &d);
+                        Signals::record(&mut s.lexical, &l);
+                    }
                     fuse::fuse(&d, &l, opts.fusion)
                 }
             };
@@ -203,5 +230,25 @@ impl<'a> Searcher<'a> {
         let mut out = if per_query.len() == 1 { per_query.pop().unwrap() } else { fuse::rrf(&per_query, 60.0) };
         out.truncate(opts.k);
         Ok(out)
+    }
+}
+
+/// The candidate lists behind a ranking: for each chunk a list returned, its best (1-based)
+/// rank and that rank's score across the queries.
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    pub dense: std::collections::HashMap<u64, (u32, f32)>,
+    pub lexical: std::collections::HashMap<u64, (u32, f32)>,
+}
+
+impl Signals {
+    fn record(into: &mut std::collections::HashMap<u64, (u32, f32)>, list: &[(u64, f32)]) {
+        for (i, (id, score)) in list.iter().enumerate() {
+            let rank = i as u32 + 1;
+            let e = into.entry(*id).or_insert((rank, *score));
+            if rank < e.0 {
+                *e = (rank, *score);
+            }
+        }
     }
 }

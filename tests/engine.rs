@@ -120,6 +120,7 @@ fn index_inside_its_root_search_filters_get_and_remove() {
     for mode in [Mode::Hybrid, Mode::Dense, Mode::Lexical] {
         let mut r = request("how long should the dough proof overnight", lru_chunks, mode);
         r.path = vec!["lru_cache.rs".into()];
+        r.per_file = 0;
         let hits = engine.search(&r).unwrap();
         // The query shares no word with the file, so lexical mode finds nothing there; the
         // dense and hybrid modes must return every chunk of the one allowed file.
@@ -303,4 +304,127 @@ fn many_threads_search_one_engine_at_once() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+const CHAPTERS: [(&str, &str); 4] = [
+    ("Glaciers", "A glacier forms where snow accumulates faster than it melts, year after year, until the \
+      buried layers recrystallise into dense blue ice. Under its own weight the ice deforms and creeps \
+      downhill, scraping the valley floor into a broad U shape and carrying boulders far from their source."),
+    ("Tides", "Tides are the slow rise and fall of the sea caused by the gravitational pull of the moon and \
+      the sun on the rotating earth. Most coasts see two high waters a day; spring tides follow the new and \
+      full moon, when both bodies pull along one line, and neap tides fall between them."),
+    ("Volcanoes", "A volcano is an opening in the crust through which molten rock, ash and gases escape. Where \
+      magma is runny, lava flows far and builds gentle shield volcanoes; sticky magma traps gas and erupts \
+      explosively, piling steep cones of ash and cinders around the vent."),
+    ("Deserts", "Deserts receive less than about twenty-five centimetres of rain in a year. Cold ocean \
+      currents, rain shadows behind mountain ranges and sinking dry air near the tropics all starve a region \
+      of water, and the plants that survive store it in fleshy stems or send roots deep."),
+];
+
+/// A little book published twice, as chapters and as one whole-book page, plus a long note
+/// that mentions one word in every section.
+fn book_root(t: &TempDir) -> PathBuf {
+    let root = t.path().join("library");
+    std::fs::create_dir_all(root.join("book")).unwrap();
+    let mut print = String::from("<html><body>\n");
+    for (i, (title, body)) in CHAPTERS.iter().enumerate() {
+        let page = format!("<html><body><h1>{title}</h1>\n<p>{body}</p>\n</body></html>\n");
+        std::fs::write(root.join(format!("book/ch{i}.html")), page).unwrap();
+        print.push_str(&format!("<h1>{title}</h1>\n<p>{body}</p>\n"));
+    }
+    print.push_str("</body></html>\n");
+    std::fs::write(root.join("book/print.html"), print).unwrap();
+    let mut long = String::new();
+    for i in 0..8 {
+        long.push_str(&format!(
+            "## Field trip {i}\n\nDay {i} of the trip: we measured the moraine, logged {} samples and \
+             compared the readings with the survey from station {}. The weather held.\n\n",
+            i * 3 + 2,
+            i + 40
+        ));
+    }
+    std::fs::write(root.join("fieldwork.md"), long).unwrap();
+    root
+}
+
+#[test]
+fn duplicates_collapse_files_are_capped_and_hits_explain_themselves() {
+    let t = TempDir::new("engine-diversity");
+    let root = book_root(&t);
+    let engine = Engine::open(t.path().join("index"), opts()).unwrap();
+    engine.index(&[root.clone()], &IndexJob::default(), &mut |_| {}).unwrap();
+    let print = std::fs::canonicalize(root.join("book/print.html")).unwrap().to_string_lossy().into_owned();
+    let tides = std::fs::canonicalize(root.join("book/ch1.html")).unwrap().to_string_lossy().into_owned();
+
+    // The chapter and the whole-book page hold the same text: one hit, the chapter shown and
+    // the book listed with it, in every mode.
+    for mode in [Mode::Hybrid, Mode::Dense, Mode::Lexical] {
+        let hits = engine.search(&request("why are there two high tides a day", 5, mode)).unwrap();
+        assert_eq!(hits[0].path, tides, "{mode:?}");
+        assert_eq!(hits[0].also_in, vec![print.clone()], "{mode:?}");
+        assert!(hits.iter().all(|h| h.path != print), "{mode:?}: the book page is not a hit of its own");
+        let mut chapters: Vec<&str> = hits.iter().map(|h| h.path.as_str()).filter(|p| p.contains("/book/")).collect();
+        let n = chapters.len();
+        chapters.sort();
+        chapters.dedup();
+        assert_eq!(chapters.len(), n, "{mode:?}: each chapter's text once");
+        // Without dedup the book page competes with its own chapter.
+        let mut r = request("why are there two high tides a day", 5, mode);
+        r.dedup = false;
+        let raw = engine.search(&r).unwrap();
+        assert!(raw.iter().take(2).any(|h| h.path == print), "{mode:?}");
+        assert!(raw.iter().all(|h| h.also_in.is_empty()));
+    }
+
+    // A file gives at most 2 hits by default; per_file changes it; files gives one row per file.
+    let words = "moraine samples station survey readings";
+    let hits = engine.search(&request(words, 10, Mode::Lexical)).unwrap();
+    assert_eq!(hits.len(), ponder::engine::DEFAULT_PER_FILE, "only fieldwork.md has these words: {:?}", hits.iter().map(|h| &h.path).collect::<Vec<_>>());
+    let mut r = request(words, 10, Mode::Lexical);
+    r.per_file = 0;
+    assert_eq!(engine.search(&r).unwrap().len(), 8);
+    r.per_file = 5;
+    assert_eq!(engine.search(&r).unwrap().len(), 5);
+    let mut r = request("geology of the earth", 10, Mode::Hybrid);
+    r.files = true;
+    let hits = engine.search(&r).unwrap();
+    let mut paths: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), hits.len(), "one row per file");
+    assert_eq!(hits.len(), 5, "four chapters (the book page collapses into them) and the field notes");
+
+    // Explanations: both lists' ranks and scores, the fused score, null where a list missed.
+    let mut r = request("sticky magma erupts explosively", 3, Mode::Hybrid);
+    r.explain = true;
+    let hits = engine.search(&r).unwrap();
+    let e = hits[0].explain.clone().expect("explained");
+    assert_eq!(e.dense_rank, Some(1));
+    assert_eq!(e.lexical_rank, Some(1));
+    assert!(e.dense_score.unwrap() > 0.3 && e.lexical_score.unwrap() > 0.0);
+    assert_eq!(e.fused_score, Some(hits[0].score));
+    assert_eq!(e.rerank_score, None);
+    r.mode = Mode::Lexical;
+    let e = engine.search(&r).unwrap()[0].explain.clone().unwrap();
+    assert!(e.dense_score.is_none() && e.dense_rank.is_none() && e.lexical_rank == Some(1));
+    r.mode = Mode::Hybrid;
+    r.rerank = true;
+    let hits = engine.search(&r).unwrap();
+    assert!(hits[0].explain.as_ref().unwrap().rerank_score.is_some());
+    assert!(engine.search(&request("sticky magma", 3, Mode::Hybrid)).unwrap()[0].explain.is_none());
+
+    // The CLI's JSON contract: the fields are there, null where a list did not return the chunk.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["search", "sticky magma erupts explosively", "--mode", "lexical", "--explain", "--json", "-k", "2"])
+        .args(["--index", t.path().join("index").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    for key in ["dense_score", "dense_rank", "lexical_score", "lexical_rank", "rerank_score", "page", "page_end"] {
+        assert!(first.get(key).is_some(), "{key} missing: {first}");
+    }
+    assert!(first["dense_score"].is_null() && first["dense_rank"].is_null());
+    assert_eq!(first["lexical_rank"], 1);
+    assert!(first["also_in"].is_array());
 }

@@ -233,6 +233,8 @@ fn bad_input_is_skipped_or_handled_with_warnings() {
     let line = "oolong tea ".repeat(50) + &(("x".repeat(5000) + " ").repeat(210));
     assert!(line.len() >= 1 << 20 && !line.contains('\n'));
     std::fs::write(docs.join("oneline.txt"), &line).unwrap();
+    let minified: String = (0..300).map(|i| format!("function f{i}(a){{return a.map(x=>x*{i})}};")).collect();
+    std::fs::write(docs.join("app.js"), minified).unwrap();
     // A symlink loop and a dangling link.
     std::os::unix::fs::symlink(&docs, docs.join("loop")).unwrap();
     std::os::unix::fs::symlink(docs.join("nowhere.txt"), docs.join("dangling.txt")).unwrap();
@@ -242,11 +244,18 @@ fn bad_input_is_skipped_or_handled_with_warnings() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("huge.txt") && err.contains("limit"), "200 MB file not reported: {err}");
     assert!(err.contains("binary.txt"), "binary file not reported: {err}");
+    // The 1 MB line is almost all non-space: it looks minified, and a minified script too.
+    assert!(err.contains("oneline.txt") && err.contains("minified"), "minified text not reported: {err}");
+    assert!(err.contains("app.js") && err.contains("--include-generated"), "{err}");
     let st = status(&index);
-    // good, latin1, empty, oneline
-    assert_eq!(st["files"], 4, "{st}");
+    // good, latin1, empty
+    assert_eq!(st["files"], 3, "{st}");
     let hits = search_json(&index, "crème brûlée", "lexical");
     assert!(!hits.is_empty() || !search_json(&index, "caf", "lexical").is_empty());
+    // Asked for, generated files are indexed, and the 1 MB line is searchable.
+    let out = ponder(&["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--include-generated", "--progress", "none"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status(&index)["files"], 5);
     let hits = search_json(&index, "oolong", "lexical");
     assert!(hits.iter().any(|h| h["path"].as_str().unwrap().ends_with("oneline.txt")), "1 MB line not searchable");
 }

@@ -376,6 +376,11 @@ impl<'a> Indexer<'a> {
         }
         let reader = ingest::reader_for(path).ok_or_else(|| "no reader for this file type".to_string())?;
         let doc = reader.read(path, &bytes).map_err(|e| e.to_string())?;
+        if !self.opts.walk.include_generated {
+            if let Some(why) = ingest::generated::reason(path, &doc) {
+                return Err(format!("{why}; --include-generated indexes it"));
+            }
+        }
         let tok = self.embedder.tokenizer();
         let mut chunks = chunk::chunk(&doc.text, doc.kind, &self.manifest.chunking, &|s| tok.token_spans(s));
         for c in &mut chunks {

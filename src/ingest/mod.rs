@@ -16,6 +16,7 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
+pub mod generated;
 pub mod html;
 pub mod pdf;
 pub mod text;
@@ -75,6 +76,18 @@ pub enum IngestError {
 
     #[error("unreadable file: {0}")]
     Unreadable(String),
+
+    /// A PDF whose pages carry no text (a scan without OCR).
+    #[error("no text layer in its {pages} page(s); a scanned PDF? (OCR it to make it searchable)")]
+    NoTextLayer { pages: usize },
+
+    /// Text extraction ran past its time limit and was stopped.
+    #[error("text extraction took longer than {:.1} s and was stopped (the file may make the parser loop)", .0.as_secs_f64())]
+    TimedOut(std::time::Duration),
+
+    /// Text extraction ran past its memory limit and was stopped.
+    #[error("text extraction needed more than its {} MiB memory limit and was stopped", .limit >> 20)]
+    OutOfMemory { limit: u64 },
 }
 
 /// One file type: which paths it takes and how their bytes become a [`Document`].
@@ -184,11 +197,21 @@ pub struct WalkOptions {
     /// Directories never entered (canonical paths; the index's own directory, say). Any
     /// directory holding a ponder index (a `MANIFEST` with ponder's magic) is skipped too.
     pub exclude: Vec<PathBuf>,
+    /// Also index generated and minified files (see [`generated`]), which are skipped with a
+    /// warning otherwise.
+    pub include_generated: bool,
 }
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions { hidden: false, no_ignore: false, follow_links: true, max_bytes: 50 << 20, exclude: Vec::new() }
+        WalkOptions {
+            hidden: false,
+            no_ignore: false,
+            follow_links: true,
+            max_bytes: 50 << 20,
+            exclude: Vec::new(),
+            include_generated: false,
+        }
     }
 }
 
