@@ -35,10 +35,16 @@
  *    "prf_dense": 0, "prf_dense_beta": 0.5, "rm3": 0, "rm3_terms": 10, "rm3_weight": 0.5,
  *    "rerank": false, "rerank_top": 20, "rerank_weight": 0.3,
  *    "path": ["notes", "*.md", "!drafts"], "type": ["pdf|md|html|code|text"],
- *    "after": "YYYY-MM-DD", "before": "YYYY-MM-DD"}
+ *    "after": "YYYY-MM-DD", "before": "YYYY-MM-DD",
+ *    "per_file": 2, "files": false, "dedup": true, "explain": false}
  * Search result: {"hits": [{"path": "/abs/file.md", "score": 0.83, "start_line": 3,
  *   "end_line": 17, "heading": "Schedule" or null, "text": "...", "highlights": [[start, end],
- *   ...] (byte ranges in text), "chunk_id": 12}, ...]} (the objects of `ponder search --json`).
+ *   ...] (byte ranges in text), "chunk_id": 12, "page": 7 or null, "page_end": 8 or null
+ *   (PDFs), "also_in": ["/abs/copy.md", ...] (other files with the same text)}, ...]} (the
+ *   objects of `ponder search --json`; with "explain", also "dense_score", "dense_rank",
+ *   "lexical_score", "lexical_rank", "fused_score", "rerank_score", null where absent).
+ * PDFs are read in process: a library host cannot be re-executed as ponder's isolated
+ *   extraction helper, so a PDF that loops blocks that indexing call.
  *
  * Building a program against libponder
  * -------------------------------------

@@ -1055,4 +1055,44 @@ mod tests {
             |c: &Chunk| doc[c.end_byte..].starts_with("\n- ") || c.end_byte == doc.trim_end().len();
         assert!(chunks.iter().all(at_item_end), "{chunks:#?}");
     }
+
+    /// Editing one paragraph of a long document of plain paragraphs changes few chunks: greedy
+    /// packing falls back onto the old boundaries soon after the edit, which is what lets
+    /// re-indexing reuse the vectors of the other chunks. (Documents of many one-line blocks,
+    /// or paragraphs windowed because they exceed a chunk, can cascade further.)
+    #[test]
+    fn an_edit_changes_few_chunks() {
+        let mut r = Rng(11);
+        let paras: Vec<String> = (0..400)
+            .map(|_| {
+                let n = 15 + (r.next() % 110) as usize;
+                r.paragraph(n)
+            })
+            .collect();
+        let o = ChunkOptions::default();
+        let doc = paras.join("\n\n");
+        let before = chunk(&doc, DocKind::Text, &o, &words);
+        check(&doc, &before, &o, &words);
+        let old: std::collections::HashSet<&str> = before.iter().map(|c| c.text.as_str()).collect();
+        let mut changed = Vec::new();
+        for at in (20..380).step_by(23) {
+            for add in [true, false] {
+                let mut p = paras.clone();
+                if add {
+                    p[at].push_str(" An added sentence of several words.");
+                } else {
+                    p[at] = match p[at].find(". ") {
+                        Some(i) => p[at][i + 2..].to_string(),
+                        None => "Shortened.".to_string(),
+                    };
+                }
+                let edited = p.join("\n\n");
+                let after = chunk(&edited, DocKind::Text, &o, &words);
+                check(&edited, &after, &o, &words);
+                changed.push(after.iter().filter(|c| !old.contains(c.text.as_str())).count());
+            }
+        }
+        eprintln!("changed chunks per edit: {changed:?} of {}", before.len());
+        assert!(changed.iter().all(|&n| n <= 3), "{changed:?}");
+    }
 }

@@ -830,8 +830,8 @@ fn train(command: TrainCommand) -> Result<()> {
 
 fn summary(r: &index::IndexReport) -> String {
     format!(
-        "{} indexed, {} unchanged, {} removed, {} skipped; {} chunks added in {:.1}s ({:.1} chunks/s); generation {}",
-        r.files_indexed, r.files_unchanged, r.files_removed, r.files_skipped, r.chunks_added, r.elapsed_s, r.chunks_per_s, r.generation
+        "{} indexed, {} unchanged, {} removed, {} skipped; {} chunks added, {} chunks embedded in {:.1}s ({:.1} chunks/s); generation {}",
+        r.files_indexed, r.files_unchanged, r.files_removed, r.files_skipped, r.chunks_added, r.chunks_embedded, r.elapsed_s, r.chunks_per_s, r.generation
     )
 }
 
@@ -896,6 +896,11 @@ fn run_index(dir: &std::path::Path, paths: Vec<PathBuf>, opts: EngineOptions, jo
     }
     if report.files_seen > 0 || !job.compact {
         eprintln!("{}", summary(&report));
+    }
+    if mode == "json" {
+        let mut v = serde_json::to_value(&report)?;
+        v["event"] = "summary".into();
+        eprintln!("{v}");
     }
     if job.compact {
         eprintln!("compacted");

@@ -285,3 +285,105 @@ fn files_vanishing_mid_run_do_not_break_indexing() {
     ok(&["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "none"]);
     assert_eq!(status(&index)["files"], 200);
 }
+
+/// A long plain document (about 85 pages) of pseudo-random sentences, with two distinctive
+/// paragraphs far apart.
+fn long_document() -> Vec<String> {
+    const W: &[&str] = &[
+        "river", "stone", "garden", "window", "market", "letter", "winter", "engine", "forest", "village",
+        "bridge", "signal", "harvest", "mirror", "candle", "ladder", "thunder", "pocket", "silver", "meadow",
+        "the", "a", "of", "and", "to", "in", "was", "quietly", "under", "beside", "across", "near", "old",
+        "bright", "heavy", "narrow", "warm", "distant", "careful", "small", "walked", "carried", "opened",
+        "watched", "painted", "measured", "found", "kept", "followed", "built",
+    ];
+    let mut seed: u64 = 7;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    (0..600)
+        .map(|_| {
+            let words = 15 + next() % 110;
+            let mut p = String::new();
+            let mut left = words;
+            while left > 0 {
+                let n = (4 + next() % 14).min(left);
+                let s: Vec<&str> = (0..n).map(|_| W[(next() % W.len() as u64) as usize]).collect();
+                let mut s = s.join(" ");
+                s[..1].make_ascii_uppercase();
+                if !p.is_empty() {
+                    p.push(' ');
+                }
+                p.push_str(&s);
+                p.push('.');
+                left -= n;
+            }
+            p
+        })
+        .collect()
+}
+
+fn index_json(docs: &Path, index: &Path) -> serde_json::Value {
+    let out = ponder(&["index", docs.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary = err.lines().find(|l| l.contains("chunks added")).expect("summary line");
+    let v: serde_json::Value = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("json summary event");
+    assert!(summary.contains(&format!("{} chunks embedded", v["chunks_embedded"])), "{summary}");
+    v
+}
+
+/// Editing one paragraph of a long document re-embeds at most 3 chunks; the others keep their
+/// stored vectors (a far-away paragraph scores exactly as before) and the edit is searchable.
+#[test]
+fn editing_one_paragraph_reembeds_few_chunks() {
+    let t = TempDir::new("ix-reuse");
+    let (docs, index) = (t.path().join("docs"), t.path().join("index"));
+    let mut paras = long_document();
+    paras[40].push_str(" Copper kettles whistle at dawn in the Reykjavik harbour.");
+    let doc = |p: &[String]| p.join("\n\n") + "\n";
+    write(&docs, "book.txt", &doc(&paras));
+    let first = index_json(&docs, &index);
+    let total = first["chunks_added"].as_u64().unwrap();
+    assert!(total > 200, "{first}");
+    assert_eq!(first["chunks_embedded"], total);
+    let far = |index: &Path| {
+        let hits = search_json(index, "copper kettles whistle at dawn in Reykjavik harbour", "dense");
+        (hits[0]["text"].as_str().unwrap().to_string(), hits[0]["score"].as_f64().unwrap())
+    };
+    let before = far(&index);
+    assert!(before.0.contains("Copper kettles"), "{before:?}");
+
+    // Add a sentence to one paragraph, then remove one from another.
+    paras[300].push_str(" The zebra quartet juggled marmalade beneath a violet lighthouse.");
+    let edits: [(usize, &str); 2] = [(300, "zebra quartet juggled marmalade violet lighthouse"), (450, "")];
+    for (at, query) in edits {
+        if query.is_empty() {
+            let p = paras[at].clone();
+            paras[at] = p[p.find(". ").unwrap() + 2..].to_string();
+        }
+        let text = doc(&paras);
+        write(&docs, "book.txt", &text);
+        let again = index_json(&docs, &index);
+        assert_eq!(again["files_indexed"], 1, "{again}");
+        let embedded = again["chunks_embedded"].as_u64().unwrap();
+        assert!((1..=3).contains(&embedded), "editing paragraph {at} re-embedded {embedded} chunks: {again}");
+        // The file's chunks are all there (live), and rebuild its new text.
+        let chunks = again["chunks_added"].as_u64().unwrap();
+        assert!(chunks.abs_diff(total) <= 2, "{again}");
+        assert_eq!(status(&index)["chunks"], chunks);
+        let path = docs.join("book.txt");
+        let got = ok(&["get", path.to_str().unwrap(), "--index", index.to_str().unwrap()]);
+        assert_eq!(got.trim(), text.trim());
+        if !query.is_empty() {
+            let hits = search_json(&index, query, "dense");
+            assert!(hits[0]["text"].as_str().unwrap().contains("zebra quartet"), "{:?}", hits[0]);
+        }
+        // Reused vectors: the far paragraph's chunk scores exactly as before.
+        assert_eq!(far(&index), before);
+    }
+}

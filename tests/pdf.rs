@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use ponder::ingest::pdf::synth::{make_pdf, Page};
 use serde_json::Value;
 
 const TASN1: &str = "/usr/share/doc/libtasn1-doc/libtasn1.pdf";
@@ -115,54 +116,6 @@ fn real_pdfs() -> Option<[&'static str; 2]> {
     panic!("{msg}");
 }
 
-/// One page of a generated PDF: lines of Helvetica text, or only an image (a "scan").
-enum Page<'a> {
-    Text(&'a [&'a str]),
-    Image,
-}
-
-/// A PDF with `pages` and a correct cross-reference table.
-fn make_pdf(pages: &[Page]) -> Vec<u8> {
-    let kids: Vec<String> = (0..pages.len()).map(|i| format!("{} 0 R", 5 + 2 * i)).collect();
-    let mut objects = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), pages.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
-        // A 2×2 grey image, the whole of a "scanned" page.
-        "<< /Type /XObject /Subtype /Image /Width 2 /Height 2 /ColorSpace /DeviceGray \
-         /BitsPerComponent 8 /Length 4 >>\nstream\n\x10\x70\x70\x10\nendstream"
-            .to_string(),
-    ];
-    for (i, page) in pages.iter().enumerate() {
-        let content = match page {
-            Page::Text(lines) => {
-                let body: String = lines.iter().map(|l| format!("({l}) Tj T*\n")).collect();
-                format!("BT /F1 12 Tf 72 720 Td 14 TL\n{body}ET")
-            }
-            Page::Image => "q 468 0 0 648 72 72 cm /Im1 Do Q".to_string(),
-        };
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {} 0 R \
-             /Resources << /Font << /F1 3 0 R >> /XObject << /Im1 4 0 R >> >> >>",
-            6 + 2 * i
-        ));
-        objects.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()));
-    }
-    let mut pdf = b"%PDF-1.4\n%\xE2\xE3\xCF\xD3\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = pdf.len();
-    let mut table = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
-    for off in offsets {
-        table.push_str(&format!("{off:010} 00000 n \n"));
-    }
-    table.push_str(&format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1));
-    pdf.extend_from_slice(table.as_bytes());
-    pdf
-}
 
 const NOTE: &str = "# Field notes\n\nThe heron waited motionless in the reeds of the estuary at dawn.\n";
 

@@ -396,6 +396,14 @@ fn serves_search_jobs_and_errors_like_the_cli() {
     let code = srv.search(json!({"query": "cache", "k": 20, "type": ["code"]}));
     assert!(!code.is_empty() && code.iter().all(|h| h["path"].as_str().unwrap().contains("/code/")), "{code:?}");
     assert!(srv.search(json!({"query": "bread", "after": "2999-01-01"})).is_empty());
+    // One row per file, explained, as the CLI gives it.
+    let files = srv.search(json!({"query": "notes on reading and travel", "k": 8, "files": true, "explain": true}));
+    let mut paths: Vec<&str> = files.iter().map(|h| h["path"].as_str().unwrap()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!((files.len(), paths.len()), (8, 8), "{files:?}");
+    assert!(files.iter().all(|h| h["dense_rank"].is_u64() && h.get("lexical_rank").is_some() && h["also_in"].is_array()));
+    assert_same_hits(&files, &cli_hits(&index, &["notes on reading and travel", "-k", "8", "--files", "--explain"]), "files");
 
     // The error contract.
     let post_raw = |path: &str, body: &str| srv.send("POST", path, &[("Content-Type", "application/json")], Some(body.as_bytes()));
@@ -404,6 +412,8 @@ fn serves_search_jobs_and_errors_like_the_cli() {
     post_raw("/search", r#"{"query": 5}"#).error(400, "invalid_input");
     post_raw("/search", r#"{"query": "x", "k": 0}"#).error(400, "invalid_input");
     post_raw("/search", r#"{"query": "x", "mode": "psychic"}"#).error(400, "invalid_input");
+    post_raw("/search", r#"{"query": "x", "per_file": 1000000}"#).error(400, "invalid_input");
+    post_raw("/search", r#"{"query": "x", "files": "yes"}"#).error(400, "invalid_input");
     post_raw("/search", "{}").error(400, "invalid_input");
     post_raw("/search", "").error(400, "invalid_input");
     post_raw("/search", "\u{1F4A9}[").error(400, "invalid_input");

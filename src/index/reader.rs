@@ -168,6 +168,16 @@ impl IndexReader {
         Ok(None)
     }
 
+    /// The stored vector of a chunk as stored, to store again unchanged (reuse on re-indexing).
+    pub fn stored_vector(&self, id: u64) -> Result<Option<super::vectors::Stored>> {
+        for (_, v) in &self.vectors {
+            if let Some(x) = v.get_stored(id)? {
+                return Ok(Some(x));
+            }
+        }
+        Ok(None)
+    }
+
     /// The live chunk records with ids in `[first, end)` (one file's chunks), in id order.
     pub fn records_in(&self, first: u64, end: u64) -> Result<Vec<ChunkRecord>> {
         let mut out = Vec::new();

@@ -57,6 +57,20 @@ impl VectorDelta {
         self.index.add(key, &v).map_err(|e| Error::Config(format!("usearch add: {e}")))
     }
 
+    /// Adds a vector read back with [`VectorFile::get_stored`]: it is stored with the same codes.
+    pub fn add_stored(&mut self, key: u64, v: &Stored) -> Result<()> {
+        match v {
+            Stored::F32(v) => self.add(key, v),
+            Stored::I8(codes) => {
+                if self.index.size() + 1 > self.index.capacity() {
+                    let cap = (self.index.capacity() * 2).max(1024);
+                    self.index.reserve(cap).map_err(|e| Error::Config(format!("usearch reserve: {e}")))?;
+                }
+                self.index.add(key, codes).map_err(|e| Error::Config(format!("usearch add: {e}")))
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.index.size()
     }
@@ -75,6 +89,15 @@ impl VectorDelta {
     pub fn dim(&self) -> usize {
         self.dim
     }
+}
+
+/// A stored vector in a form that stores again exactly: i8 as its codes (usearch scales
+/// floats by their norm before truncating to i8, so the dequantized vector would not
+/// re-quantize to the same codes); f16, f32 and b1 (as 0/1) dequantized, which do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    I8(Vec<i8>),
+    F32(Vec<f32>),
 }
 
 /// For b1 storage usearch wants sign bits; other kinds take f32 as is.
@@ -174,6 +197,16 @@ impl VectorFile {
         Ok((n > 0).then_some(v))
     }
 
+    /// The stored vector of `key`, to store again unchanged ([`VectorDelta::add_stored`]).
+    pub fn get_stored(&self, key: u64) -> Result<Option<Stored>> {
+        if self.kind != VectorKind::I8 {
+            return Ok(self.get(key)?.map(Stored::F32));
+        }
+        let mut v = vec![0i8; self.index.dimensions()];
+        let n = self.index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
+        Ok((n > 0).then_some(Stored::I8(v)))
+    }
+
     /// Bytes of memory the index holds (the mapped file is not counted by usearch).
     pub fn memory_usage(&self) -> usize {
         self.index.memory_usage()
@@ -187,5 +220,72 @@ impl Drop for SearchSlot<'_> {
     fn drop(&mut self) {
         *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vector read back in its stored form and stored again keeps exactly its codes, for
+    /// every kind (what re-indexing relies on when it reuses the vectors of unchanged chunks).
+    #[test]
+    fn stored_vectors_store_again_exactly() {
+        let dir = std::env::temp_dir().join(format!("ponder-vectors-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dim = 384;
+        let mut seed = 3u64;
+        let vectors: Vec<Vec<f32>> = (0..20)
+            .map(|_| {
+                // Heavy-tailed, as sentence embeddings are (a few large components).
+                let mut v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect();
+                v[(seed % dim as u64) as usize] *= 40.0;
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / n).collect()
+            })
+            .collect();
+        let save = |delta: &VectorDelta, name: &str| {
+            let path = dir.join(name);
+            delta.save(&path).unwrap();
+            let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
+            (path, crc)
+        };
+        // B1 is left out: this usearch (2.26) wants b1 vectors as dim/8 words, so adding f32
+        // vectors to a b1 index fails whatever the caller does.
+        for kind in [VectorKind::I8, VectorKind::F16, VectorKind::F32] {
+            let mut delta = VectorDelta::new(dim, kind).unwrap();
+            for (i, v) in vectors.iter().enumerate() {
+                delta.add(i as u64, v).unwrap();
+            }
+            let (path, crc) = save(&delta, &format!("{kind:?}-1.usearch"));
+            let first = VectorFile::open(&path, dim, kind, crc).unwrap();
+            let mut again = VectorDelta::new(dim, kind).unwrap();
+            for i in 0..vectors.len() as u64 {
+                again.add_stored(i + 100, &first.get_stored(i).unwrap().unwrap()).unwrap();
+            }
+            let (path, crc) = save(&again, &format!("{kind:?}-2.usearch"));
+            let second = VectorFile::open(&path, dim, kind, crc).unwrap();
+            for i in 0..vectors.len() as u64 {
+                assert_eq!(first.get_stored(i).unwrap(), second.get_stored(i + 100).unwrap(), "{kind:?}");
+                assert_eq!(first.get(i).unwrap(), second.get(i + 100).unwrap(), "{kind:?}");
+            }
+            // Dequantized i8 vectors would not store the same codes (usearch rescales by the norm).
+            if kind == VectorKind::I8 {
+                let mut lossy = VectorDelta::new(dim, kind).unwrap();
+                for i in 0..vectors.len() as u64 {
+                    lossy.add(i, &first.get(i).unwrap().unwrap()).unwrap();
+                }
+                let (path, crc) = save(&lossy, "lossy.usearch");
+                let third = VectorFile::open(&path, dim, kind, crc).unwrap();
+                let same = (0..vectors.len() as u64).all(|i| first.get_stored(i).unwrap() == third.get_stored(i).unwrap());
+                assert!(!same, "i8 dequantize/re-add became exact: the stored form is no longer needed");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

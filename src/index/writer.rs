@@ -6,7 +6,7 @@
 //! commit are unreferenced and deleted when the next writer opens the index.
 
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +15,7 @@ use super::chunks::{self, ChunkRecord};
 use super::lexical::{self, Analyzer};
 use super::manifest::{FileEntry, FileRef, Manifest, ModelStamp, VectorKind, MANIFEST};
 use super::reader::IndexReader;
-use super::vectors::VectorDelta;
+use super::vectors::{Stored, VectorDelta};
 use crate::chunk::{self, ChunkOptions};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -73,6 +73,9 @@ pub struct IndexReport {
     pub files_removed: usize,
     pub files_skipped: usize,
     pub chunks_added: u64,
+    /// Chunks sent to the model: new chunks whose text a changed file already had reuse the
+    /// stored vector.
+    pub chunks_embedded: u64,
     pub generation: u64,
     pub elapsed_s: f64,
     pub chunks_per_s: f64,
@@ -102,6 +105,9 @@ pub struct Indexer<'a> {
     opts: IndexOptions,
     staged: Staged,
     analyzer: Analyzer,
+    /// The committed state, opened when a changed file's old chunks are looked up (reopened
+    /// after each commit).
+    committed: Option<IndexReader>,
 }
 
 fn lock(dir: &Path) -> Result<File> {
@@ -162,6 +168,7 @@ impl<'a> Indexer<'a> {
             opts,
             staged: Staged { records: Vec::new(), texts: Vec::new(), delta, files: Vec::new(), removed: Vec::new() },
             analyzer: Analyzer::default(),
+            committed: None,
         };
         ix.remove_unreferenced()?;
         if ix.opts.rebuild {
@@ -264,7 +271,7 @@ impl<'a> Indexer<'a> {
         let total = files.len();
         for (i, path) in files.iter().enumerate() {
             if self.cancelled() {
-                self.embed_pending(pending)?;
+                self.embed_pending(pending, &mut report)?;
                 self.commit(on)?;
                 return Err(Error::Cancelled);
             }
@@ -286,7 +293,7 @@ impl<'a> Indexer<'a> {
                 }
             }
             if pending_chunks >= 256 || i + 1 == total {
-                report.chunks_added += self.embed_pending(std::mem::take(&mut pending))? as u64;
+                self.embed_pending(std::mem::take(&mut pending), &mut report)?;
                 pending_chunks = 0;
             }
             on(Progress::File { done: i + 1, total, chunks: report.chunks_added, elapsed_s: start.elapsed().as_secs_f64() });
@@ -297,7 +304,7 @@ impl<'a> Indexer<'a> {
                 last_commit = Instant::now();
             }
         }
-        report.chunks_added += self.embed_pending(pending)? as u64;
+        self.embed_pending(pending, &mut report)?;
         // An update that changed nothing commits nothing: the generation moves with the index.
         let staged = !self.staged.records.is_empty() || !self.staged.files.is_empty() || !self.staged.removed.is_empty();
         if register || staged {
@@ -339,7 +346,7 @@ impl<'a> Indexer<'a> {
                 pending.push((key.clone(), entry, vec![c]));
                 report.files_indexed += 1;
             }
-            report.chunks_added += self.embed_pending(pending)? as u64;
+            self.embed_pending(pending, &mut report)?;
             let done = ((i + 1) * 256).min(docs.len());
             on(Progress::File { done, total: docs.len(), chunks: report.chunks_added, elapsed_s: start.elapsed().as_secs_f64() });
             if self.staged.records.len() >= self.opts.commit_every_chunks {
@@ -389,22 +396,73 @@ impl<'a> Indexer<'a> {
         Ok(Prepared::Changed(FileEntry { hash, size, mtime, kind: doc.kind, chunks: (0, 0) }, chunks))
     }
 
-    /// Embeds the chunks of several files at once and stages them with fresh ids.
-    fn embed_pending(&mut self, pending: Vec<(String, FileEntry, Vec<chunk::Chunk>)>) -> Result<usize> {
+    /// The committed state as a reader, opened (or reopened) when the manifest moved on.
+    fn committed(&mut self) -> Result<&IndexReader> {
+        let fresh = self.committed.as_ref().is_some_and(|r| r.manifest.generation == self.manifest.generation);
+        if !fresh {
+            let r = match self.committed.take() {
+                Some(old) => old.reopen()?,
+                None => IndexReader::open(&self.dir)?,
+            };
+            self.committed = Some(r);
+        }
+        Ok(self.committed.as_ref().unwrap())
+    }
+
+    /// Stored vectors of the committed chunks of the files in `pending` that had an entry,
+    /// keyed by the hash of their indexed text, in their stored form: added again they keep
+    /// exactly the same codes for every vector kind (see [`Stored`]). Chunks staged in this run
+    /// and not yet committed are not looked at (a file is prepared once per run).
+    fn reusable_vectors(&mut self, pending: &[(String, FileEntry, Vec<chunk::Chunk>)]) -> HashMap<[u8; 32], Stored> {
+        let ranges: Vec<(u64, u64)> = pending
+            .iter()
+            .filter_map(|(key, _, _)| self.manifest.files.get(key).map(|e| e.chunks))
+            .filter(|(a, b)| b > a)
+            .collect();
+        let mut out = HashMap::new();
+        if ranges.is_empty() {
+            return out;
+        }
+        // The old vectors are an optimisation: a state that cannot be read means embedding again.
+        let Ok(reader) = self.committed() else { return out };
+        for (first, end) in ranges {
+            let Ok(records) = reader.records_in(first, end) else { continue };
+            for r in records {
+                if let Ok(Some(v)) = reader.stored_vector(r.id) {
+                    out.insert(text_hash(&indexed_text(r.heading.as_deref(), &r.text)), v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Embeds the chunks of several files at once and stages them with fresh ids. Chunks whose
+    /// indexed text the file's committed version already had take the stored vector instead.
+    fn embed_pending(&mut self, pending: Vec<(String, FileEntry, Vec<chunk::Chunk>)>, report: &mut IndexReport) -> Result<()> {
         let texts: Vec<String> = pending
             .iter()
             .flat_map(|(_, _, cs)| cs.iter().map(|c| indexed_text(c.heading.as_deref(), &c.text)))
             .collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.embedder.embed(&refs)?;
+        let mut reuse = self.reusable_vectors(&pending);
+        let mut vectors: Vec<Option<Stored>> =
+            texts.iter().map(|t| if reuse.is_empty() { None } else { reuse.get(&text_hash(t)).cloned() }).collect();
+        reuse.clear();
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
+        let refs: Vec<&str> = missing.iter().map(|&i| texts[i].as_str()).collect();
+        let embedded = if refs.is_empty() { Vec::new() } else { self.embedder.embed(&refs)? };
+        for (&i, v) in missing.iter().zip(embedded) {
+            vectors[i] = Some(Stored::F32(v));
+        }
+        report.chunks_embedded += missing.len() as u64;
         let mut vi = 0;
-        let mut n = 0;
+        let mut n = 0u64;
         for (key, mut entry, cs) in pending {
             let first = self.manifest.next_chunk_id;
             for c in cs {
                 let id = self.manifest.next_chunk_id;
                 self.manifest.next_chunk_id += 1;
-                self.staged.delta.add(id, &vectors[vi])?;
+                let v = vectors[vi].as_ref().ok_or_else(|| Error::Config("the model returned too few vectors".into()))?;
+                self.staged.delta.add_stored(id, v)?;
                 self.staged.texts.push((id, texts[vi].clone()));
                 self.staged.records.push(ChunkRecord {
                     id,
@@ -422,7 +480,8 @@ impl<'a> Indexer<'a> {
             entry.chunks = (first, self.manifest.next_chunk_id);
             self.staged.files.push((key, entry));
         }
-        Ok(n)
+        report.chunks_added += n;
+        Ok(())
     }
 
     fn write_data_file(&self, name: &str, bytes: &[u8]) -> Result<FileRef> {
@@ -492,14 +551,17 @@ impl<'a> Indexer<'a> {
     /// Rewrites all live chunks into one file of each kind; dead chunks are dropped.
     pub fn compact(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         self.commit(on)?;
+        // Compaction deletes the files the cached reader maps.
+        self.committed = None;
         let reader = IndexReader::open(&self.dir)?;
         let records = reader.all_records()?;
         let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
         for r in &records {
+            // In stored form: i8 codes are copied, not dequantized and re-quantized.
             let v = reader
-                .vector(r.id)?
+                .stored_vector(r.id)?
                 .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {} has no stored vector", r.id)))?;
-            delta.add(r.id, &v)?;
+            delta.add_stored(r.id, &v)?;
         }
         let texts: Vec<(u64, String)> =
             records.iter().map(|r| (r.id, indexed_text(r.heading.as_deref(), &r.text))).collect();
@@ -533,6 +595,10 @@ enum Prepared {
 /// Whether `path` is `root` or lies under it (both absolute, `/`-separated).
 pub(crate) fn is_under(path: &str, root: &str) -> bool {
     path == root || (path.starts_with(root) && (root.ends_with('/') || path[root.len()..].starts_with('/')))
+}
+
+fn text_hash(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
 }
 
 fn hex(bytes: &[u8]) -> String {

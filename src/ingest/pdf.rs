@@ -497,18 +497,18 @@ fn normalise(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
+/// A minimal PDF writer for tests and examples: pages of Helvetica text lines, or a page
+/// holding only an image (what a scan looks like to a text extractor).
+#[doc(hidden)]
+pub mod synth {
     /// One page of a generated PDF: lines of Helvetica text, or only an image (a "scan").
-    enum Page<'a> {
+    pub enum Page<'a> {
         Text(&'a [&'a str]),
         Image,
     }
 
     /// A PDF with `pages`, with a correct cross-reference table.
-    fn make_pdf(pages: &[Page]) -> Vec<u8> {
+    pub fn make_pdf(pages: &[Page]) -> Vec<u8> {
         // Objects: 1 catalog, 2 page tree, 3 font, 4 image, then a page and its content each.
         let kids: Vec<String> = (0..pages.len()).map(|i| format!("{} 0 R", 5 + 2 * i)).collect();
         let mut objects = vec![
@@ -556,6 +556,12 @@ mod tests {
         pdf.extend_from_slice(table.as_bytes());
         pdf
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::synth::{make_pdf, Page};
+    use super::*;
 
     fn tiny_pdf(lines: &[&str]) -> Vec<u8> {
         make_pdf(&[Page::Text(lines)])
