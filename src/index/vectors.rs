@@ -3,7 +3,7 @@
 //! usearch index until the commit saves it; compaction merges files and drops dead keys.
 
 use std::path::Path;
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use usearch::{b1x8, Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::manifest::{LiveSet, VectorKind};
 use crate::error::{Error, Result};
@@ -53,8 +53,11 @@ impl VectorDelta {
             let cap = (self.index.capacity() * 2).max(1024);
             self.index.reserve(cap).map_err(|e| Error::Config(format!("usearch reserve: {e}")))?;
         }
-        let v = encode_b1(self.kind, v);
-        self.index.add(key, &v).map_err(|e| Error::Config(format!("usearch add: {e}")))
+        let r = match encode(self.kind, v) {
+            Encoded::F32(v) => self.index.add(key, v),
+            Encoded::Bits(b) => self.index.add(key, &b),
+        };
+        r.map_err(|e| Error::Config(format!("usearch add: {e}")))
     }
 
     /// Adds a vector read back with [`VectorFile::get_stored`]: it is stored with the same codes.
@@ -100,12 +103,31 @@ pub enum Stored {
     F32(Vec<f32>),
 }
 
-/// For b1 storage usearch wants sign bits; other kinds take f32 as is.
-fn encode_b1(kind: VectorKind, v: &[f32]) -> Vec<f32> {
+/// A vector as usearch takes it: floats, or for b1 storage the sign bits packed eight to a
+/// byte (usearch's `b1x8`; it counts the dimensions in bits).
+enum Encoded<'a> {
+    F32(&'a [f32]),
+    Bits(Vec<b1x8>),
+}
+
+fn encode(kind: VectorKind, v: &[f32]) -> Encoded<'_> {
     match kind {
-        VectorKind::B1 => v.iter().map(|x| if *x > 0.0 { 1.0 } else { 0.0 }).collect(),
-        _ => v.to_vec(),
+        VectorKind::B1 => {
+            let mut bits = vec![b1x8(0); v.len().div_ceil(8)];
+            for (i, x) in v.iter().enumerate() {
+                if *x > 0.0 {
+                    bits[i / 8].0 |= 1 << (i % 8);
+                }
+            }
+            Encoded::Bits(bits)
+        }
+        _ => Encoded::F32(v),
     }
+}
+
+/// Packed sign bits back to 0/1 floats (`dim` of them).
+fn decode_bits(bits: &[b1x8], dim: usize) -> Vec<f32> {
+    (0..dim).map(|i| if bits[i / 8].0 >> (i % 8) & 1 == 1 { 1.0 } else { 0.0 }).collect()
 }
 
 /// A committed vector file, memory-mapped.
@@ -151,11 +173,16 @@ impl VectorFile {
         if self.index.size() == 0 || k == 0 {
             return Ok(Vec::new());
         }
-        let q = encode_b1(self.kind, query);
+        let q = encode(self.kind, query);
         let _slot = self.search_slot();
         let m = if exact {
             // usearch's exact search has no filter: over-fetch dead keys away.
-            let all = self.index.exact_search(&q, self.index.size()).map_err(|e| usearch_err(&self.path, e))?;
+            let n = self.index.size();
+            let all = match &q {
+                Encoded::F32(q) => self.index.exact_search(q, n),
+                Encoded::Bits(q) => self.index.exact_search(q, n),
+            }
+            .map_err(|e| usearch_err(&self.path, e))?;
             let mut keys = Vec::new();
             let mut dist = Vec::new();
             for (key, d) in all.keys.into_iter().zip(all.distances) {
@@ -169,7 +196,11 @@ impl VectorFile {
             }
             (keys, dist)
         } else {
-            let m = self.index.filtered_search(&q, k, |key| live.contains(key)).map_err(|e| usearch_err(&self.path, e))?;
+            let m = match &q {
+                Encoded::F32(q) => self.index.filtered_search(q, k, |key| live.contains(key)),
+                Encoded::Bits(q) => self.index.filtered_search(q, k, |key| live.contains(key)),
+            }
+            .map_err(|e| usearch_err(&self.path, e))?;
             (m.keys, m.distances)
         };
         let dim = self.index.dimensions() as f32;
@@ -192,7 +223,15 @@ impl VectorFile {
 
     /// The stored (dequantized) vector of `key`.
     pub fn get(&self, key: u64) -> Result<Option<Vec<f32>>> {
-        let mut v = vec![0f32; self.index.dimensions()];
+        let dim = self.index.dimensions();
+        if self.kind == VectorKind::B1 {
+            // usearch 2.26 checks a b1 read buffer against the dimensions in bits, though it
+            // fills only the first dim/8 bytes.
+            let mut bits = vec![b1x8(0); dim];
+            let n = self.index.get(key, &mut bits).map_err(|e| usearch_err(&self.path, e))?;
+            return Ok((n > 0).then(|| decode_bits(&bits, dim)));
+        }
+        let mut v = vec![0f32; dim];
         let n = self.index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
         Ok((n > 0).then_some(v))
     }
@@ -255,9 +294,7 @@ mod tests {
             let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
             (path, crc)
         };
-        // B1 is left out: this usearch (2.26) wants b1 vectors as dim/8 words, so adding f32
-        // vectors to a b1 index fails whatever the caller does.
-        for kind in [VectorKind::I8, VectorKind::F16, VectorKind::F32] {
+        for kind in [VectorKind::I8, VectorKind::F16, VectorKind::F32, VectorKind::B1] {
             let mut delta = VectorDelta::new(dim, kind).unwrap();
             for (i, v) in vectors.iter().enumerate() {
                 delta.add(i as u64, v).unwrap();
@@ -284,6 +321,44 @@ mod tests {
                 let third = VectorFile::open(&path, dim, kind, crc).unwrap();
                 let same = (0..vectors.len() as u64).all(|i| first.get_stored(i).unwrap() == third.get_stored(i).unwrap());
                 assert!(!same, "i8 dequantize/re-add became exact: the stored form is no longer needed");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// b1 stores sign bits, searched by Hamming distance: each vector finds itself first, and
+    /// reads back as its signs.
+    #[test]
+    fn binary_vectors_store_signs_and_find_themselves() {
+        let dir = std::env::temp_dir().join(format!("ponder-vectors-b1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dim = 384;
+        let mut seed = 11u64;
+        let vectors: Vec<Vec<f32>> = (0..50)
+            .map(|_| {
+                (0..dim)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut delta = VectorDelta::new(dim, VectorKind::B1).unwrap();
+        for (i, v) in vectors.iter().enumerate() {
+            delta.add(i as u64, v).unwrap();
+        }
+        let path = dir.join("b1.usearch");
+        delta.save(&path).unwrap();
+        let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
+        let file = VectorFile::open(&path, dim, VectorKind::B1, crc).unwrap();
+        let live = LiveSet::new(vec![(0, 50)]);
+        for (i, v) in vectors.iter().enumerate() {
+            let signs: Vec<f32> = v.iter().map(|x| if *x > 0.0 { 1.0 } else { 0.0 }).collect();
+            assert_eq!(file.get(i as u64).unwrap().unwrap(), signs);
+            for exact in [false, true] {
+                let hits = file.search(v, 3, &live, exact).unwrap();
+                assert_eq!(hits[0], (i as u64, 1.0), "exact {exact}");
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
