@@ -584,8 +584,8 @@ fn main() {
 }
 
 /// Makes PDF extraction run in a helper process (this binary, `__extract-pdf`) with a time and a
-/// memory limit. Environment: `PONDER_PDF_TIMEOUT_MS` (wall clock per PDF, default 30000),
-/// `PONDER_PDF_MEMORY_MB` (address space of the helper, default 1024; 0 for none),
+/// memory limit. Environment: `PONDER_PDF_TIMEOUT_MS` (wall clock per PDF, default 30000; 15 s
+/// per MiB of PDF are added), `PONDER_PDF_MEMORY_MB` (address space of the helper, default 1024; 0 for none),
 /// `PONDER_PDF_HELPER` (another helper executable; tests use it).
 fn isolate_pdf_extraction() {
     use ponder::ingest::pdf::{self, PdfIsolation};
