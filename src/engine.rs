@@ -379,6 +379,11 @@ impl Filter {
             && self.before_ns.is_none_or(|t| entry.mtime < t)
     }
 
+    /// The chunks a non-empty filter keeps; `None` when the filter keeps everything.
+    pub fn restrict(&self, manifest: &Manifest) -> Option<LiveSet> {
+        (!self.is_empty()).then(|| self.live_set(manifest))
+    }
+
     /// The live chunks of the files that pass.
     pub fn live_set(&self, manifest: &Manifest) -> LiveSet {
         let mut ranges: Vec<(u64, u64)> = manifest
@@ -674,7 +679,7 @@ impl Engine {
         opts.k = opts.k.max(pool);
         opts.candidates = opts.candidates.max(opts.k);
         let embedder = self.embedder()?;
-        let live = (!filter.is_empty()).then(|| filter.live_set(&snap.reader.manifest));
+        let live = filter.restrict(&snap.reader.manifest);
         let mut searcher = Searcher::new(&snap.reader, &embedder);
         if let Some(l) = &live {
             searcher = searcher.with_filter(l);
@@ -711,19 +716,11 @@ impl Engine {
         let snap = self.snapshot()?;
         let ranking = self.rank_detailed(&snap, req, req.pool(), req.explain)?;
         let queries = req.all_queries();
-        let diversity = req.diversity();
-        if !diversity.dedup && diversity.per_file == 0 {
-            let mut hs = hits(&snap.reader, &queries, &ranking.ranked[..ranking.ranked.len().min(req.k)])?;
-            if req.explain {
-                for h in &mut hs {
-                    h.explain = Some(ranking.explain(h.chunk_id));
-                }
-            }
-            return Ok(hs);
-        }
         let reader = &snap.reader;
-        let mut loaded = Vec::with_capacity(ranking.ranked.len());
-        for &(id, score) in &ranking.ranked {
+        // Without duplicates to drop or files to cap, the pool is k and every candidate is a hit.
+        let pool = req.pool();
+        let mut loaded = Vec::with_capacity(pool.min(ranking.ranked.len()));
+        for &(id, score) in ranking.ranked.iter().take(pool) {
             let Some(hit) = reader.chunk(id)? else { continue };
             let file_chunks = reader.manifest.files.get(&hit.path).map_or(u64::MAX, |e| e.chunks.1 - e.chunks.0);
             loaded.push((id, score, hit, file_chunks));
@@ -732,7 +729,7 @@ impl Engine {
             .iter()
             .map(|(_, _, h, n)| Candidate { path: &h.path, text: &h.record.text, file_chunks: *n })
             .collect();
-        let groups = collapse(&cands, req.k, diversity);
+        let groups = collapse(&cands, req.k, req.diversity());
         let terms = query_terms(reader, &queries);
         let mut out = Vec::with_capacity(groups.len());
         for g in groups {

@@ -301,6 +301,21 @@ pub fn run_queries(
     Ok(QueryRun { run, lists, queries_per_s })
 }
 
+/// For a filtered run `approx` made with HNSW: runs the same queries with exact filtered search
+/// and returns [`overlap_at`] of the two, the recall of filtered HNSW.
+pub fn filter_recall(
+    c: &Collection,
+    reader: &IndexReader,
+    embedder: &Embedder,
+    opts: &SearchOptions,
+    filter: &LiveSet,
+    approx: &QueryRun,
+    k: usize,
+) -> Result<f64> {
+    let exact = run_queries(c, reader, embedder, &SearchOptions { exact: true, ..opts.clone() }, Some(filter))?;
+    Ok(overlap_at(approx, &exact, k))
+}
+
 /// How much of exact search's top `k` an approximate run found, averaged over queries: the
 /// recall of HNSW (with a filter, of filtered HNSW) against brute force.
 pub fn overlap_at(approx: &QueryRun, exact: &QueryRun, k: usize) -> f64 {

@@ -924,10 +924,9 @@ fn run_search(dir: &std::path::Path, req: &SearchRequest, opts: EngineOptions, j
             let (open, close) = if tty { ("\x1b[1;33m", "\x1b[0m") } else { ("**", "**") };
             let heading = h.heading.as_ref().map(|h| format!("  [{h}]")).unwrap_or_default();
             // A paged document (PDF) is cited by page: its line numbers are of the extracted text.
-            let place = match (h.page, h.page_end) {
-                (Some(a), Some(b)) if b > a => format!(" pp. {a}\u{2013}{b}"),
-                (Some(a), _) => format!(" p. {a}"),
-                _ => format!(":{}-{}", h.start_line, h.end_line),
+            let place = match h.page_label() {
+                Some(p) => format!(" {p}"),
+                None => format!(":{}-{}", h.start_line, h.end_line),
             };
             writeln!(out, "{}. {}{place}  score {:.4}{}", rank + 1, h.path, h.score, heading)?;
             writeln!(out, "   {}", present::render(&snip, &hs, open, close))?;
@@ -1018,15 +1017,12 @@ fn run_eval(
         }
     })?;
     let reader = IndexReader::open(&ix.dir)?;
-    let live = (!filter.is_empty()).then(|| filter.live_set(&reader.manifest));
+    let live = filter.restrict(&reader.manifest);
     let q = eval::run_queries(&c, &reader, &embedder, opts, live.as_ref())?;
     let m = eval::evaluate_at(&c, &q.run, k);
     // With a filter, how much of exact filtered search's top k the approximate search found.
     let filter_recall = match &live {
-        Some(l) if !opts.exact => {
-            let exact = eval::run_queries(&c, &reader, &embedder, &SearchOptions { exact: true, ..opts.clone() }, Some(l))?;
-            Some(eval::overlap_at(&q, &exact, k))
-        }
+        Some(l) if !opts.exact => Some(eval::filter_recall(&c, &reader, &embedder, opts, l, &q, k)?),
         _ => None,
     };
     let round = |x: f64| (x * 1e4).round() / 1e2;

@@ -421,10 +421,8 @@ fn hits_text(query: &str, mode: &str, reranked: bool, hits: &[Hit]) -> String {
     let mut out = format!("{} hit{} for {query:?} ({how}):\n", hits.len(), if hits.len() == 1 { "" } else { "s" });
     for (i, h) in hits.iter().enumerate() {
         out.push_str(&format!("\n{}. {}:{}-{}  score {:.4}", i + 1, h.path, h.start_line, h.end_line, h.score));
-        match (h.page, h.page_end) {
-            (Some(a), Some(b)) if b > a => out.push_str(&format!("  pp. {a}-{b}")),
-            (Some(a), _) => out.push_str(&format!("  p. {a}")),
-            _ => {}
+        if let Some(p) = h.page_label() {
+            out.push_str(&format!("  {p}"));
         }
         if let Some(heading) = h.heading.as_deref().filter(|s| !s.is_empty()) {
             out.push_str(&format!("  [{heading}]"));

@@ -29,6 +29,17 @@ pub struct Hit {
     pub explain: Option<Explain>,
 }
 
+impl Hit {
+    /// Where a hit in a paged document (PDF) is cited: `p. 7` or `pp. 7–8`.
+    pub fn page_label(&self) -> Option<String> {
+        match (self.page, self.page_end) {
+            (Some(a), Some(b)) if b > a => Some(format!("pp. {a}\u{2013}{b}")),
+            (Some(a), _) => Some(format!("p. {a}")),
+            _ => None,
+        }
+    }
+}
+
 /// Each signal behind a hit: the dense and lexical lists' scores and 1-based ranks (`None`
 /// where that list did not return the chunk), the fused retriever score, and the cross-encoder
 /// score when the search was reranked.

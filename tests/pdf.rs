@@ -231,21 +231,29 @@ fn a_corrupt_pdf_is_skipped_and_the_rest_indexed() {
     assert!(hits.iter().any(|h| h["path"].as_str().unwrap().ends_with("good.pdf")), "{hits:?}");
 }
 
+/// Indexes one PDF read by a stand-in helper script (`body`) under the limit `limit` and a
+/// note beside it; checks that indexing ended within `max`, skipped the PDF and indexed the
+/// note. Returns the one warning.
+#[cfg(unix)]
+fn skipped_by_helper(t: &Tmp, pdf: &str, body: &str, limit: (&str, &str), max: Duration) -> String {
+    let helper = script(t, "helper.sh", body);
+    std::fs::write(t.docs().join(pdf), make_pdf(&[Page::Text(&["never read"])])).unwrap();
+    std::fs::write(t.docs().join("notes.md"), NOTE).unwrap();
+    let r = index(t, &[("PONDER_PDF_HELPER", helper.to_str().unwrap()), limit]);
+    assert!(r.took < max, "indexing took {:?}", r.took);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.summary.starts_with("1 indexed") && r.summary.contains("1 skipped"), "{}", r.summary);
+    assert_note_indexed(t);
+    r.warnings[0].clone()
+}
+
 #[cfg(unix)]
 #[test]
 fn a_helper_that_hangs_is_killed_at_the_time_limit() {
     let t = Tmp::new("hang");
     // Stands in for a PDF that makes the parser loop: the helper never answers.
-    let helper = script(&t, "hang.sh", "sleep 60");
-    std::fs::write(t.docs().join("loops.pdf"), make_pdf(&[Page::Text(&["never read"])])).unwrap();
-    std::fs::write(t.docs().join("notes.md"), NOTE).unwrap();
-    let r = index(&t, &[("PONDER_PDF_HELPER", helper.to_str().unwrap()), ("PONDER_PDF_TIMEOUT_MS", "1500")]);
-    assert!(r.took < Duration::from_secs(30), "indexing took {:?}", r.took);
-    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
-    let w = &r.warnings[0];
+    let w = skipped_by_helper(&t, "loops.pdf", "sleep 60", ("PONDER_PDF_TIMEOUT_MS", "1500"), Duration::from_secs(30));
     assert!(w.contains("loops.pdf") && w.contains("longer than 1.5 s"), "{w}");
-    assert!(r.summary.starts_with("1 indexed") && r.summary.contains("1 skipped"), "{}", r.summary);
-    assert_note_indexed(&t);
 }
 
 #[cfg(unix)]
@@ -260,14 +268,7 @@ fn a_helper_over_the_memory_limit_is_stopped() {
     // Stands in for a PDF that makes the parser allocate without end: 3 GiB against a 256 MiB
     // limit. Without the limit the allocation succeeds (pages are touched lazily) and the
     // helper prints no reply, which would be a different warning.
-    let helper = script(&t, "hog.sh", "exec python3 -c 'b = bytearray(3 << 30); print(len(b))'");
-    std::fs::write(t.docs().join("huge.pdf"), make_pdf(&[Page::Text(&["never read"])])).unwrap();
-    std::fs::write(t.docs().join("notes.md"), NOTE).unwrap();
-    let r = index(&t, &[("PONDER_PDF_HELPER", helper.to_str().unwrap()), ("PONDER_PDF_MEMORY_MB", "256")]);
-    assert!(r.took < Duration::from_secs(60), "indexing took {:?}", r.took);
-    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
-    let w = &r.warnings[0];
+    let hog = "exec python3 -c 'b = bytearray(3 << 30); print(len(b))'";
+    let w = skipped_by_helper(&t, "huge.pdf", hog, ("PONDER_PDF_MEMORY_MB", "256"), Duration::from_secs(60));
     assert!(w.contains("huge.pdf") && w.contains("256 MiB memory limit"), "{w}");
-    assert!(r.summary.starts_with("1 indexed") && r.summary.contains("1 skipped"), "{}", r.summary);
-    assert_note_indexed(&t);
 }

@@ -93,7 +93,7 @@ const LANGS: &[LangSpec] = &[
 
 /// Han ideographs, kana and Hangul: scripts written without spaces between words, indexed as
 /// overlapping character bigrams.
-fn is_cjk(c: char) -> bool {
+pub(crate) fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x1100..=0x11FF      // Hangul Jamo
         | 0x3005 | 0x3007    // 々 〇

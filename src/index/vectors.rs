@@ -48,11 +48,17 @@ impl VectorDelta {
         Ok(VectorDelta { index, kind, dim })
     }
 
-    pub fn add(&mut self, key: u64, v: &[f32]) -> Result<()> {
+    /// Makes room for one more vector (usearch does not grow by itself).
+    fn make_room(&mut self) -> Result<()> {
         if self.index.size() + 1 > self.index.capacity() {
             let cap = (self.index.capacity() * 2).max(1024);
             self.index.reserve(cap).map_err(|e| Error::Config(format!("usearch reserve: {e}")))?;
         }
+        Ok(())
+    }
+
+    pub fn add(&mut self, key: u64, v: &[f32]) -> Result<()> {
+        self.make_room()?;
         let r = match encode(self.kind, v) {
             Encoded::F32(v) => self.index.add(key, v),
             Encoded::Bits(b) => self.index.add(key, &b),
@@ -65,10 +71,7 @@ impl VectorDelta {
         match v {
             Stored::F32(v) => self.add(key, v),
             Stored::I8(codes) => {
-                if self.index.size() + 1 > self.index.capacity() {
-                    let cap = (self.index.capacity() * 2).max(1024);
-                    self.index.reserve(cap).map_err(|e| Error::Config(format!("usearch reserve: {e}")))?;
-                }
+                self.make_room()?;
                 self.index.add(key, codes).map_err(|e| Error::Config(format!("usearch add: {e}")))
             }
         }
@@ -266,6 +269,28 @@ impl Drop for SearchSlot<'_> {
 mod tests {
     use super::*;
 
+    /// `n` vectors of `dim` components uniform in [-0.5, 0.5), from a seeded LCG.
+    fn random_vectors(n: usize, dim: usize, mut seed: u64) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|_| {
+                (0..dim)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Saves `delta` to `dir/name` and opens it as a committed file.
+    fn saved(delta: &VectorDelta, dir: &Path, name: &str) -> VectorFile {
+        let path = dir.join(name);
+        delta.save(&path).unwrap();
+        let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
+        VectorFile::open(&path, delta.dim(), delta.kind, crc).unwrap()
+    }
+
     /// A vector read back in its stored form and stored again keeps exactly its codes, for
     /// every kind (what re-indexing relies on when it reuses the vectors of unchanged chunks).
     #[test]
@@ -273,40 +298,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ponder-vectors-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let dim = 384;
-        let mut seed = 3u64;
-        let vectors: Vec<Vec<f32>> = (0..20)
-            .map(|_| {
+        let vectors: Vec<Vec<f32>> = random_vectors(20, dim, 3)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut v)| {
                 // Heavy-tailed, as sentence embeddings are (a few large components).
-                let mut v: Vec<f32> = (0..dim)
-                    .map(|_| {
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-                    })
-                    .collect();
-                v[(seed % dim as u64) as usize] *= 40.0;
+                v[i * 37 % dim] *= 40.0;
                 let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
                 v.into_iter().map(|x| x / n).collect()
             })
             .collect();
-        let save = |delta: &VectorDelta, name: &str| {
-            let path = dir.join(name);
-            delta.save(&path).unwrap();
-            let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
-            (path, crc)
-        };
         for kind in [VectorKind::I8, VectorKind::F16, VectorKind::F32, VectorKind::B1] {
             let mut delta = VectorDelta::new(dim, kind).unwrap();
             for (i, v) in vectors.iter().enumerate() {
                 delta.add(i as u64, v).unwrap();
             }
-            let (path, crc) = save(&delta, &format!("{kind:?}-1.usearch"));
-            let first = VectorFile::open(&path, dim, kind, crc).unwrap();
+            let first = saved(&delta, &dir, &format!("{kind:?}-1.usearch"));
             let mut again = VectorDelta::new(dim, kind).unwrap();
             for i in 0..vectors.len() as u64 {
                 again.add_stored(i + 100, &first.get_stored(i).unwrap().unwrap()).unwrap();
             }
-            let (path, crc) = save(&again, &format!("{kind:?}-2.usearch"));
-            let second = VectorFile::open(&path, dim, kind, crc).unwrap();
+            let second = saved(&again, &dir, &format!("{kind:?}-2.usearch"));
             for i in 0..vectors.len() as u64 {
                 assert_eq!(first.get_stored(i).unwrap(), second.get_stored(i + 100).unwrap(), "{kind:?}");
                 assert_eq!(first.get(i).unwrap(), second.get(i + 100).unwrap(), "{kind:?}");
@@ -317,8 +329,7 @@ mod tests {
                 for i in 0..vectors.len() as u64 {
                     lossy.add(i, &first.get(i).unwrap().unwrap()).unwrap();
                 }
-                let (path, crc) = save(&lossy, "lossy.usearch");
-                let third = VectorFile::open(&path, dim, kind, crc).unwrap();
+                let third = saved(&lossy, &dir, "lossy.usearch");
                 let same = (0..vectors.len() as u64).all(|i| first.get_stored(i).unwrap() == third.get_stored(i).unwrap());
                 assert!(!same, "i8 dequantize/re-add became exact: the stored form is no longer needed");
             }
@@ -333,25 +344,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ponder-vectors-b1-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let dim = 384;
-        let mut seed = 11u64;
-        let vectors: Vec<Vec<f32>> = (0..50)
-            .map(|_| {
-                (0..dim)
-                    .map(|_| {
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-                    })
-                    .collect()
-            })
-            .collect();
+        let vectors = random_vectors(50, dim, 11);
         let mut delta = VectorDelta::new(dim, VectorKind::B1).unwrap();
         for (i, v) in vectors.iter().enumerate() {
             delta.add(i as u64, v).unwrap();
         }
-        let path = dir.join("b1.usearch");
-        delta.save(&path).unwrap();
-        let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
-        let file = VectorFile::open(&path, dim, VectorKind::B1, crc).unwrap();
+        let file = saved(&delta, &dir, "b1.usearch");
         let live = LiveSet::new(vec![(0, 50)]);
         for (i, v) in vectors.iter().enumerate() {
             let signs: Vec<f32> = v.iter().map(|x| if *x > 0.0 { 1.0 } else { 0.0 }).collect();

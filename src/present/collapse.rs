@@ -52,7 +52,8 @@ pub fn collapse(cands: &[Candidate], k: usize, how: Diversity) -> Vec<Group> {
     }
     let mut groups: Vec<Open> = Vec::new();
     for (i, c) in cands.iter().enumerate() {
-        let sh = shingles(c.text);
+        // Shingles are only needed to find duplicates.
+        let sh = if how.dedup { shingles(c.text) } else { HashSet::new() };
         if how.dedup {
             if let Some(g) = groups.iter_mut().find(|g| near_duplicate(&g.shingles, &sh)) {
                 // The same text again: another file is listed with the hit; a second copy in a
@@ -92,7 +93,7 @@ pub fn collapse(cands: &[Candidate], k: usize, how: Diversity) -> Vec<Group> {
 fn shingles(text: &str) -> HashSet<u64> {
     let mut words: Vec<String> = Vec::new();
     for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        if w.chars().any(is_cjk) {
+        if w.chars().any(crate::index::lexical::is_cjk) {
             words.extend(w.chars().map(|c| c.to_string()));
         } else {
             words.push(w.to_lowercase());
@@ -108,11 +109,6 @@ fn shingles(text: &str) -> HashSet<u64> {
         return std::iter::once(hash(&words)).collect();
     }
     words.windows(3).map(hash).collect()
-}
-
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
 }
 
 fn near_duplicate(a: &HashSet<u64>, b: &HashSet<u64>) -> bool {
