@@ -16,6 +16,31 @@ pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
         .unwrap_or(0)
 }
 
+/// A file's length and CRC32, read in 1 MiB pieces (not mapped, so a large file does not
+/// count toward the process's resident memory).
+pub fn crc32_file(path: &Path) -> Result<(u64, u32)> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingFile(path.to_path_buf()),
+        _ => Error::io(path, e),
+    })?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok((len, h.finalize()))
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new one:
 /// temporary file in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -26,14 +26,21 @@ impl Reranker {
 
     /// The reranker built into the binary.
     pub fn default_weights() -> Result<ModelWeights> {
-        let bytes = crate::model::weights::Bytes::from_static(crate::model::embedded::DEFAULT_RERANKER);
-        let mut w = crate::model::format::read_bytes(bytes, std::path::Path::new("<embedded reranker>"))?;
+        let mut w = crate::model::format::read_embedded(crate::model::embedded::DEFAULT_RERANKER, "<embedded reranker>")?;
         w.source = "embedded reranker".into();
         Ok(w)
     }
 
     pub fn describe(&self) -> String {
         self.model.describe()
+    }
+
+    /// Tokens the model reads for one (query, passage) pair, special tokens included, before
+    /// truncation.
+    pub fn count_pair_tokens(&self, query: &str, passage: &str) -> Result<usize> {
+        // [CLS] query [SEP] passage [SEP]: each alone has its own [CLS] and [SEP].
+        let t = self.model.tokenizer();
+        Ok(t.count_tokens(query)? + t.count_tokens(passage)? - 1)
     }
 
     /// Relevance logits of `passages` for `query`, in input order.

@@ -6,6 +6,7 @@ pub mod burn_bert;
 pub mod kernels;
 pub mod native;
 pub mod tokenize;
+pub mod wgsl;
 
 use crate::device::{self, DeviceChoice, Resolved};
 use crate::error::{Error, Result};
@@ -15,6 +16,8 @@ use tokenize::{Encoded, TextTokenizer};
 enum Runtime {
     Native(native::NativeBert),
     Burn(burn_bert::BurnBert),
+    /// int8 on a GPU: ponder's WGSL kernels (`shaders/`).
+    Wgsl(wgsl::WgslBert),
 }
 
 /// A loaded encoder ready to embed (or, for a cross-encoder, to score) text.
@@ -36,7 +39,8 @@ pub struct Embedder {
 
 impl Embedder {
     /// Builds an embedder. `precision` is the compute precision: `Int8` runs int8 Linear
-    /// layers on the native CPU runtime; burn devices always compute in f32.
+    /// layers on the native CPU runtime, or on a wgpu GPU through the WGSL kernels; burn
+    /// (f32 on a GPU, and `flex`) always computes in f32.
     pub fn new(weights: &ModelWeights, precision: Precision, choice: DeviceChoice) -> Result<Self> {
         weights.validate()?;
         let config = weights.config.clone();
@@ -45,15 +49,22 @@ impl Embedder {
         let device = resolved.describe();
         let runtime = match resolved {
             Resolved::NativeCpu => Runtime::Native(native::NativeBert::new(weights, precision)?),
+            // Only when a GPU is asked for by name: `auto` keeps burn's f32 kernels on a GPU
+            // until the WGSL ones have been timed on real hardware (only lavapipe so far).
+            Resolved::Burn { .. } if precision == Precision::Int8 && choice == DeviceChoice::Gpu => {
+                Runtime::Wgsl(wgsl::WgslBert::new(weights)?)
+            }
             Resolved::Burn { device, .. } => Runtime::Burn(burn_bert::BurnBert::new(weights, device)?),
         };
         let precision = match runtime {
             Runtime::Native(_) if precision == Precision::Int8 => Precision::Int8,
+            Runtime::Wgsl(_) => Precision::Int8,
             _ => Precision::F32,
         };
         let max_attention_bytes = match runtime {
             Runtime::Burn(_) => 64 << 20,
             Runtime::Native(_) => usize::MAX, // one sequence and head at a time
+            Runtime::Wgsl(_) => usize::MAX,   // scores streamed, never stored
         };
         Ok(Embedder { tokenizer, runtime, config, device, precision, max_batch: 32, max_batch_tokens: 16384, max_attention_bytes })
     }
@@ -88,6 +99,11 @@ impl Embedder {
         }, self.device)
     }
 
+    /// Whether this runs on ponder's native CPU runtime.
+    pub fn is_native_cpu(&self) -> bool {
+        matches!(self.runtime, Runtime::Native(_))
+    }
+
     /// Embeds texts; the result is in input order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let enc = self.tokenizer.encode(texts)?;
@@ -99,6 +115,7 @@ impl Embedder {
         self.batched(enc, |batch| match &self.runtime {
             Runtime::Native(m) => m.embed(batch),
             Runtime::Burn(m) => m.embed(batch),
+            Runtime::Wgsl(m) => m.embed(batch),
         })
     }
 
@@ -111,6 +128,7 @@ impl Embedder {
         Ok(self.batched(&enc, |batch| match &self.runtime {
             Runtime::Native(m) => m.score(batch),
             Runtime::Burn(m) => m.score(batch),
+            Runtime::Wgsl(m) => m.score(batch),
         }))
     }
 

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{self, PackedI8};
+use super::kernels::{self, PackedI8, Post, QuantRows};
 use super::tokenize::Encoded;
 use crate::error::Result;
 use crate::model::config::{Activation, Head, ModelConfig, Pooling};
@@ -21,19 +21,21 @@ impl Linear {
         let mut w = Vec::new();
         let mut bias = Vec::new();
         let mut k = 0;
-        let mut i8_parts: Option<(Vec<i8>, Vec<f32>)> = Some((Vec::new(), Vec::new()));
-        for name in names {
-            let t = weights.get(&format!("{name}.weight"))?;
+        let tensors = names.iter().map(|name| weights.get(&format!("{name}.weight"))).collect::<Result<Vec<_>>>()?;
+        // int8 weights run as stored; only otherwise are f32 values needed (dequantizing
+        // them anyway cost 42 MB of allocation and about 15 ms on every start).
+        let all_i8 = precision == Precision::Int8 && tensors.iter().all(|t| t.i8_parts().is_some());
+        let mut i8_parts: Option<(Vec<i8>, Vec<f32>)> = all_i8.then(|| (Vec::new(), Vec::new()));
+        for (name, t) in names.iter().zip(&tensors) {
             bias.extend(weights.get(&format!("{name}.bias"))?.to_f32());
             k = t.shape[1];
-            match (precision, t.i8_parts(), &mut i8_parts) {
-                (Precision::Int8, Some((q, s)), Some((qa, sa))) => {
+            match (t.i8_parts(), &mut i8_parts) {
+                (Some((q, s)), Some((qa, sa))) => {
                     qa.extend_from_slice(q);
                     sa.extend_from_slice(s);
                 }
-                _ => i8_parts = None,
+                _ => w.extend(t.to_f32()),
             }
-            w.extend(t.to_f32());
         }
         let n = bias.len();
         Ok(match (precision, i8_parts) {
@@ -65,6 +67,47 @@ impl Linear {
         }
         y
     }
+
+    /// `y = post(x · wᵀ + bias)` into `y` (resized, allocation kept). An int8 layer reads its
+    /// input from `xq` (the rows of `x`, already quantized) and, given `qout`, quantizes its
+    /// output rows for the next int8 layer in the same pass; an f32 layer reads `x`.
+    fn run(&self, x: &[f32], xq: &QuantRows, m: usize, y: &mut Vec<f32>, post: Post, qout: Option<&mut QuantRows>) {
+        y.resize(m * self.n(), 0.0);
+        match self {
+            Linear::F32 { w, bias, n, k } => {
+                kernels::gemm_f32_bias(x, w, bias, y, m, *n, *k);
+                y.par_chunks_mut(64 * n).enumerate().for_each(|(t, c)| post.apply(c, t * 64, *n));
+                if let Some(q) = qout {
+                    kernels::quantize_rows_into(y, m, *n, q);
+                }
+            }
+            Linear::I8 { w, bias } => kernels::gemm_i8(xq, w, bias, y, m, post, qout),
+        }
+    }
+
+    fn is_i8(&self) -> bool {
+        matches!(self, Linear::I8 { .. })
+    }
+}
+
+/// Scratch buffers up to this size are kept for the next forward pass.
+const SCRATCH_KEEP_BYTES: usize = 64 << 20;
+
+/// Activations of one forward pass, reused from layer to layer.
+#[derive(Default)]
+struct Scratch {
+    /// Layer input / output (the residual stream), `[m, h]`.
+    x: Vec<f32>,
+    xq: QuantRows,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    ctxq: QuantRows,
+    /// After attention's output projection and LayerNorm, `[m, h]`.
+    a: Vec<f32>,
+    aq: QuantRows,
+    /// FFN intermediate, `[m, ffn]`.
+    u: Vec<f32>,
+    uq: QuantRows,
 }
 
 struct Layer {
@@ -84,10 +127,20 @@ pub struct NativeBert {
     emb_ln: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
     pooler: Option<(Linear, Vec<f32>, f32)>,
+    /// Buffers of the last forward pass (if small enough), for the next one.
+    scratch: std::sync::Mutex<Option<Scratch>>,
 }
 
 fn ln(weights: &ModelWeights, name: &str) -> Result<(Vec<f32>, Vec<f32>)> {
     Ok((weights.get(&format!("{name}.weight"))?.to_f32(), weights.get(&format!("{name}.bias"))?.to_f32()))
+}
+
+impl Scratch {
+    fn bytes(&self) -> usize {
+        let f = self.x.capacity() + self.qkv.capacity() + self.ctx.capacity() + self.a.capacity() + self.u.capacity();
+        let q = [&self.xq, &self.ctxq, &self.aq, &self.uq].iter().map(|q| q.data.capacity() + 4 * q.scales.capacity()).sum::<usize>();
+        4 * f + q
+    }
 }
 
 impl NativeBert {
@@ -122,6 +175,7 @@ impl NativeBert {
             layers,
             pooler,
             cfg,
+            scratch: Default::default(),
         })
     }
 
@@ -145,28 +199,54 @@ impl NativeBert {
         }
         kernels::layer_norm(&mut x, &self.emb_ln.0, &self.emb_ln.1, self.cfg.layer_norm_eps);
         let lens: Vec<usize> = batch.iter().map(|e| e.ids.len()).collect();
-        for layer in &self.layers {
-            x = self.layer(layer, x, &lens, total);
+        let int8 = self.layers.first().is_some_and(|l| l.qkv.is_i8());
+        // Reuse the last pass's buffers (page faults on fresh ones cost a few percent).
+        let mut sc = self.scratch.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+        sc.x = x;
+        if int8 {
+            kernels::quantize_rows_into(&sc.x, total, h, &mut sc.xq);
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let last = i + 1 == self.layers.len();
+            self.layer(layer, &mut sc, &lens, total, int8 && !last);
+        }
+        let x = std::mem::take(&mut sc.x);
+        if sc.bytes() <= SCRATCH_KEEP_BYTES {
+            if let Ok(mut s) = self.scratch.lock() {
+                *s = Some(sc);
+            }
         }
         x
     }
 
-    fn layer(&self, layer: &Layer, x: Vec<f32>, lens: &[usize], m: usize) -> Vec<f32> {
+    /// One encoder layer on `sc.x` (and `sc.xq`), leaving its output there; `quantize_out`
+    /// asks for `sc.xq` to be refreshed for the next layer.
+    fn layer(&self, layer: &Layer, sc: &mut Scratch, lens: &[usize], m: usize, quantize_out: bool) {
         let cfg = &self.cfg;
         let h = cfg.hidden_size;
-        let qkv = layer.qkv.forward(&x, m);
-        let ctx = attention(&qkv, lens, cfg.num_heads, cfg.head_dim());
-        let mut a = layer.o.forward(&ctx, m);
-        par_add_layer_norm(&mut a, &x, &layer.attn_ln, h, cfg.layer_norm_eps);
-        let mut u = layer.up.forward(&a, m);
-        u.par_chunks_mut(64 * cfg.intermediate_size).for_each(|c| match cfg.activation {
-            Activation::Gelu => kernels::gelu_erf(c),
-            Activation::GeluTanh => kernels::gelu_tanh(c),
-        });
-        let mut d = layer.down.forward(&u, m);
-        debug_assert_eq!(d.len(), m * h);
-        par_add_layer_norm(&mut d, &a, &layer.ffn_ln, h, cfg.layer_norm_eps);
-        d
+        let eps = cfg.layer_norm_eps;
+        layer.qkv.run(&sc.x, &sc.xq, m, &mut sc.qkv, Post::None, None);
+        sc.ctx.resize(m * h, 0.0);
+        kernels::attention(&sc.qkv, lens, cfg.num_heads, cfg.head_dim(), &mut sc.ctx);
+        if layer.o.is_i8() {
+            kernels::quantize_rows_into(&sc.ctx, m, h, &mut sc.ctxq);
+        }
+        let (g, b) = (&layer.attn_ln.0[..], &layer.attn_ln.1[..]);
+        let post = Post::AddLayerNorm { residual: &sc.x, gamma: g, beta: b, eps };
+        layer.o.run(&sc.ctx, &sc.ctxq, m, &mut sc.a, post, layer.up.is_i8().then_some(&mut sc.aq));
+        let tanh = matches!(cfg.activation, Activation::GeluTanh);
+        if let (Linear::I8 { w: up, bias: ub }, Linear::I8 { w: down, bias: db }) = (&layer.up, &layer.down) {
+            let ln = (&layer.ffn_ln.0[..], &layer.ffn_ln.1[..], eps);
+            let xq = quantize_out.then_some(&mut sc.xq);
+            if kernels::ffn_i8(&sc.aq, &sc.a, up, ub, tanh, down, db, ln, &mut sc.x, m, xq) {
+                return;
+            }
+        }
+        layer.up.run(&sc.a, &sc.aq, m, &mut sc.u, Post::Gelu { tanh }, layer.down.is_i8().then_some(&mut sc.uq));
+        // The output replaces x; x's old contents are no longer needed (a is the residual).
+        let (g, b) = (&layer.ffn_ln.0[..], &layer.ffn_ln.1[..]);
+        let post = Post::AddLayerNorm { residual: &sc.a, gamma: g, beta: b, eps };
+        layer.down.run(&sc.u, &sc.uq, m, &mut sc.x, post, quantize_out.then_some(&mut sc.xq));
     }
 
     /// Pooled (and, if the model says so, L2-normalised) vectors, one per input.
@@ -218,62 +298,9 @@ impl NativeBert {
     }
 }
 
-/// `x = LayerNorm(x + residual)`, 64 rows per task.
-fn par_add_layer_norm(x: &mut [f32], residual: &[f32], ln: &(Vec<f32>, Vec<f32>), h: usize, eps: f32) {
-    x.par_chunks_mut(64 * h)
-        .zip(residual.par_chunks(64 * h))
-        .for_each(|(xc, rc)| kernels::add_layer_norm(xc, rc, &ln.0, &ln.1, eps));
-}
-
 pub fn l2_normalize(v: &mut [f32]) {
     let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
     if n > 0.0 {
         v.iter_mut().for_each(|a| *a /= n);
     }
-}
-
-/// Multi-head self-attention over packed sequences; `qkv` rows are `[q | k | v]`.
-fn attention(qkv: &[f32], lens: &[usize], heads: usize, dh: usize) -> Vec<f32> {
-    let h = heads * dh;
-    let total: usize = lens.iter().sum();
-    let mut ctx = vec![0f32; total * h];
-    let scale = 1.0 / (dh as f32).sqrt();
-    let mut starts = Vec::with_capacity(lens.len());
-    let mut s = 0;
-    for &l in lens {
-        starts.push(s);
-        s += l;
-    }
-    // One task per (sequence, head); each writes a disjoint column block of ctx rows.
-    let tasks: Vec<(usize, usize)> = (0..lens.len()).flat_map(|b| (0..heads).map(move |hd| (b, hd))).collect();
-    let results: Vec<(usize, usize, Vec<f32>)> = tasks
-        .par_iter()
-        .map(|&(b, hd)| {
-            let (start, len) = (starts[b], lens[b]);
-            let base = &qkv[start * 3 * h..(start + len) * 3 * h];
-            let mut scores = vec![0f32; len * len];
-            // scores = Q K^T: Q rows at col hd*dh, K rows at col h + hd*dh, row stride 3h.
-            kernels::gemm_f32_strided(
-                len, len, dh, &mut scores, len,
-                &base[hd * dh..], 3 * h, 1,
-                &base[h + hd * dh..], 1, 3 * h,
-            );
-            // softmax(scale * s): the max is taken before scaling, which is the same for scale > 0.
-            kernels::softmax_rows(&mut scores, len, scale);
-            let mut out = vec![0f32; len * dh];
-            kernels::gemm_f32_strided(
-                len, dh, len, &mut out, dh,
-                &scores, len, 1,
-                &base[2 * h + hd * dh..], 3 * h, 1,
-            );
-            (b, hd, out)
-        })
-        .collect();
-    for (b, hd, out) in results {
-        for r in 0..lens[b] {
-            let dst = (starts[b] + r) * h + hd * dh;
-            ctx[dst..dst + dh].copy_from_slice(&out[r * dh..(r + 1) * dh]);
-        }
-    }
-    ctx
 }

@@ -8,9 +8,11 @@ use crate::error::{Error, Result};
 /// Version of the index file formats; bumped on any incompatible change.
 /// 2: chunk records carry their PDF pages; the lexical analyzer folds accents, segments CJK
 /// and stems per detected language.
-pub const INDEX_FORMAT_VERSION: u32 = 2;
+/// 3: lexical segments are laid out to be read in place from a memory map (no decoding on open).
+pub const INDEX_FORMAT_VERSION: u32 = 3;
 const FOOTER_MAGIC: &[u8; 8] = b"PNDRFOOT";
-const HEADER_LEN: usize = 12;
+/// Bytes before the payload: magic and format version.
+pub const HEADER_LEN: usize = 12;
 const FOOTER_LEN: usize = 12;
 
 /// Wraps `payload` with an 8-byte `magic`, the format version and a checksummed footer.
@@ -27,6 +29,19 @@ pub fn seal(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
 
 /// Checks magic, version and checksum; returns the payload.
 pub fn open<'a>(magic: &[u8; 8], bytes: &'a [u8], path: &Path) -> Result<&'a [u8]> {
+    let payload = open_unverified(magic, bytes, path)?;
+    let body_end = bytes.len() - FOOTER_LEN;
+    let stored = u32::from_le_bytes(bytes[body_end..body_end + 4].try_into().unwrap());
+    if crc32fast::hash(&bytes[..body_end]) != stored {
+        return Err(Error::corrupt(path, "checksum mismatch"));
+    }
+    Ok(payload)
+}
+
+/// Checks magic, version and footer, not the checksum; returns the payload. For files read in
+/// place on the query path, whose readers bounds-check every read: hashing a large file whole
+/// would cost more than the query. `ponder check` and the writer verify checksums.
+pub fn open_unverified<'a>(magic: &[u8; 8], bytes: &'a [u8], path: &Path) -> Result<&'a [u8]> {
     if bytes.len() < HEADER_LEN + FOOTER_LEN {
         return Err(Error::corrupt(path, format!("truncated ({} bytes)", bytes.len())));
     }
@@ -44,18 +59,9 @@ pub fn open<'a>(magic: &[u8; 8], bytes: &'a [u8], path: &Path) -> Result<&'a [u8
     if &bytes[body_end + 4..] != FOOTER_MAGIC {
         return Err(Error::corrupt(path, "truncated (no footer)"));
     }
-    let stored = u32::from_le_bytes(bytes[body_end..body_end + 4].try_into().unwrap());
-    if crc32fast::hash(&bytes[..body_end]) != stored {
-        return Err(Error::corrupt(path, "checksum mismatch"));
-    }
     Ok(&bytes[HEADER_LEN..body_end])
 }
 
-/// Reads and opens a small file whole (manifests).
-pub fn read_small(magic: &[u8; 8], path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(open(magic, &bytes, path)?.to_vec())
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! BM25 lexical index: a multilingual analyzer (lowercase, accent folding, CJK character
 //! bigrams, a Snowball stemmer and stop words chosen per text from its detected language) and
-//! immutable, checksummed postings segments, one per commit, scored together over the live
+//! immutable, checksummed postings segments read lazily from a memory map, one per commit, scored together over the live
 //! chunks with Lucene's BM25 (defaults k1 = 0.9, b = 0.4 as in Anserini).
 //!
 //! Documents are analyzed once, in their own language ([`Analyzer::terms`]); English is kept
@@ -11,7 +11,6 @@
 
 use memmap2::Mmap;
 use rust_stemmers::{Algorithm, Stemmer};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
@@ -398,19 +397,24 @@ impl Default for Bm25 {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct SegmentData {
-    ids: Vec<u64>,
-    lens: Vec<u32>,
-    /// Sorted terms.
-    terms: Vec<String>,
-    /// Start of each term's postings in `postings` (len = terms + 1).
-    offsets: Vec<u64>,
-    /// Varint pairs: (doc index delta, term frequency).
-    postings: Vec<u8>,
-    /// Languages other than English that documents were analyzed in (whatlang codes, sorted).
-    languages: Vec<String>,
-}
+// Segment layout (inside the container envelope), every integer little-endian:
+//   ids        n_docs × u64, ascending chunk ids
+//   len_sums   (n_docs + 1) × u64: running sum of document lengths, so a document's length
+//              and the total length of a range of ids are two reads
+//   term_ends  n_terms × u32: end of each term in `terms`
+//   terms      the sorted terms' bytes, back to back
+//   post_ends  n_terms × u64: end of each term's postings in `postings`
+//   postings   varint pairs per term: (doc index delta, term frequency)
+//   languages  whatlang codes of the languages other than English, comma-separated
+//   trailer    the start of each of the seven sections, the payload length before the
+//              trailer, n_docs and n_terms: 10 × u64
+// A reader maps the file and reads only the trailer when it opens it; a term's bytes and
+// postings are read when a query looks the term up. Every read is bounds-checked, so a
+// damaged file gives an error naming it, never a panic. The whole-file checksum is checked by
+// `ponder check` and by the writer, not on the query path.
+
+const TRAILER_FIELDS: usize = 10;
+const TRAILER_LEN: usize = TRAILER_FIELDS * 8;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
@@ -439,16 +443,22 @@ fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u32> {
 
 /// Builds one segment from (chunk id, text) pairs.
 pub fn encode(analyzer: &Analyzer, docs: &[(u64, &str)]) -> Result<Vec<u8>> {
+    let mut docs: Vec<&(u64, &str)> = docs.iter().collect();
+    docs.sort_by_key(|d| d.0);
     let mut inverted: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
-    let mut data = SegmentData::default();
     let mut languages = std::collections::BTreeSet::new();
+    let mut ids = Vec::with_capacity(docs.len() * 8);
+    let mut len_sums = Vec::with_capacity((docs.len() + 1) * 8);
+    let mut total = 0u64;
+    len_sums.extend_from_slice(&total.to_le_bytes());
     for (idx, (id, text)) in docs.iter().enumerate() {
         let (lang, terms) = analyzer.document_terms(text);
         if lang != whatlang::Lang::Eng {
-            languages.insert(lang.code().to_string());
+            languages.insert(lang.code());
         }
-        data.ids.push(*id);
-        data.lens.push(terms.len() as u32);
+        ids.extend_from_slice(&id.to_le_bytes());
+        total += terms.len() as u64;
+        len_sums.extend_from_slice(&total.to_le_bytes());
         let mut tf: HashMap<String, u32> = HashMap::new();
         for t in terms {
             *tf.entry(t).or_default() += 1;
@@ -459,65 +469,289 @@ pub fn encode(analyzer: &Analyzer, docs: &[(u64, &str)]) -> Result<Vec<u8>> {
     }
     let mut terms: Vec<(String, Vec<(u32, u32)>)> = inverted.into_iter().collect();
     terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for (term, mut postings) in terms {
-        postings.sort_unstable();
-        data.offsets.push(data.postings.len() as u64);
+    let (mut term_ends, mut term_bytes, mut post_ends, mut postings) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (term, mut list) in terms {
+        list.sort_unstable();
         let mut prev = 0;
-        for (doc, f) in postings {
-            put_varint(&mut data.postings, doc - prev);
-            put_varint(&mut data.postings, f);
+        for (doc, f) in list {
+            put_varint(&mut postings, doc - prev);
+            put_varint(&mut postings, f);
             prev = doc;
         }
-        data.terms.push(term);
+        term_bytes.extend_from_slice(term.as_bytes());
+        let end = u32::try_from(term_bytes.len())
+            .map_err(|_| Error::InvalidInput("a lexical segment's terms exceed 4 GiB".into()))?;
+        term_ends.extend_from_slice(&end.to_le_bytes());
+        post_ends.extend_from_slice(&(postings.len() as u64).to_le_bytes());
     }
-    data.offsets.push(data.postings.len() as u64);
-    data.languages = languages.into_iter().collect();
-    let payload = postcard::to_allocvec(&data).map_err(|e| Error::Config(format!("lexical segment: {e}")))?;
+    let languages = languages.into_iter().collect::<Vec<_>>().join(",");
+    let mut payload = Vec::new();
+    let mut starts = Vec::with_capacity(7);
+    for section in [&ids, &len_sums, &term_ends, &term_bytes, &post_ends, &postings, languages.as_bytes()] {
+        starts.push(payload.len() as u64);
+        payload.extend_from_slice(section);
+    }
+    let end = payload.len() as u64;
+    for v in starts.into_iter().chain([end, docs.len() as u64, (term_ends.len() / 4) as u64]) {
+        payload.extend_from_slice(&v.to_le_bytes());
+    }
     Ok(container::seal(MAGIC, &payload))
 }
 
-/// An opened, verified BM25 segment.
+/// Where a segment's bytes are: a memory map of its file, or memory (a segment built for
+/// training or a test).
+enum Store {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Store {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Store::Map(m) => m,
+            Store::Owned(v) => v,
+        }
+    }
+}
+
+/// An opened BM25 segment. Opening reads the trailer only; see the layout above.
 pub struct LexicalSegment {
-    data: SegmentData,
+    store: Store,
     path: std::path::PathBuf,
+    /// Byte ranges within the store of each section, in layout order.
+    ids: std::ops::Range<usize>,
+    len_sums: std::ops::Range<usize>,
+    term_ends: std::ops::Range<usize>,
+    terms: std::ops::Range<usize>,
+    post_ends: std::ops::Range<usize>,
+    postings: std::ops::Range<usize>,
+    n_docs: usize,
+    n_terms: usize,
+    languages: Vec<whatlang::Lang>,
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 impl LexicalSegment {
+    /// Maps a segment file and reads its trailer. The checksum is not verified here (see
+    /// [`LexicalSegment::verify`]).
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: segment files are immutable once committed.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&map, path)
+        Self::from_store(Store::Map(map), path)
     }
 
-    /// Opens a segment held in memory (as `encode` returned it); `path` names it in errors.
+    /// Opens a segment held in memory (as `encode` returned it), checksum included; `path`
+    /// names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let payload = container::open(MAGIC, bytes, path)?;
-        let data: SegmentData =
-            postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("lexical segment: {e}")))?;
-        if data.offsets.len() != data.terms.len() + 1 || data.ids.len() != data.lens.len() {
-            return Err(Error::corrupt(path, "inconsistent lexical segment"));
-        }
-        Ok(LexicalSegment { data, path: path.to_path_buf() })
+        container::open(MAGIC, bytes, path)?;
+        Self::from_store(Store::Owned(bytes.to_vec()), path)
     }
 
-    fn postings(&self, term: &str) -> Result<Vec<(u32, u32)>> {
-        let Ok(i) = self.data.terms.binary_search_by(|t| t.as_str().cmp(term)) else {
-            return Ok(Vec::new());
+    fn from_store(store: Store, path: &Path) -> Result<Self> {
+        let corrupt = |m: &str| Error::corrupt(path, format!("lexical segment: {m}"));
+        let bytes = store.bytes();
+        let payload = container::open_unverified(MAGIC, bytes, path)?;
+        let base = container::HEADER_LEN;
+        if payload.len() < TRAILER_LEN {
+            return Err(corrupt("no trailer"));
+        }
+        let t = payload.len() - TRAILER_LEN;
+        let field = |i: usize| u64_at(payload, t + 8 * i).unwrap_or(u64::MAX);
+        let mut bounds = [0usize; 8];
+        for (i, b) in bounds.iter_mut().enumerate() {
+            *b = usize::try_from(field(i)).map_err(|_| corrupt("section offset out of range"))?;
+        }
+        if bounds.windows(2).any(|w| w[0] > w[1]) || bounds[7] != t {
+            return Err(corrupt("sections out of order"));
+        }
+        let (n_docs, n_terms) = (field(8) as usize, field(9) as usize);
+        let section = |i: usize| base + bounds[i]..base + bounds[i + 1];
+        let len = |i: usize| bounds[i + 1] - bounds[i];
+        if Some(len(0)) != n_docs.checked_mul(8)
+            || Some(len(1)) != n_docs.checked_add(1).and_then(|n| n.checked_mul(8))
+            || Some(len(2)) != n_terms.checked_mul(4)
+            || Some(len(4)) != n_terms.checked_mul(8)
+        {
+            return Err(corrupt("section sizes disagree with the counts"));
+        }
+        let langs = std::str::from_utf8(&bytes[section(6)]).map_err(|_| corrupt("languages are not UTF-8"))?;
+        let languages = langs.split(',').filter(|c| !c.is_empty()).filter_map(whatlang::Lang::from_code).collect();
+        Ok(LexicalSegment {
+            ids: section(0),
+            len_sums: section(1),
+            term_ends: section(2),
+            terms: section(3),
+            post_ends: section(4),
+            postings: section(5),
+            n_docs,
+            n_terms,
+            languages,
+            path: path.to_path_buf(),
+            store,
+        })
+    }
+
+    /// Verifies the whole file: checksum, then every term and postings list. For `ponder check`;
+    /// returns the number of documents.
+    pub fn verify(path: &Path) -> Result<u64> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let seg = Self::from_bytes(&bytes, path)?;
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..seg.n_terms {
+            let term = seg.term(i)?;
+            if prev.is_some_and(|p| p >= term) {
+                return Err(seg.corrupt("terms out of order"));
+            }
+            prev = Some(term);
+            for (d, _) in seg.postings_at(i)? {
+                if d as usize >= seg.n_docs {
+                    return Err(seg.corrupt("a posting names a document past the end"));
+                }
+            }
+        }
+        let mut last = None;
+        for d in 0..seg.n_docs {
+            let id = seg.id(d)?;
+            if last.is_some_and(|l| l >= id) {
+                return Err(seg.corrupt("chunk ids out of order"));
+            }
+            last = Some(id);
+            seg.doc_len(d)?;
+        }
+        Ok(seg.n_docs as u64)
+    }
+
+    fn corrupt(&self, m: &str) -> Error {
+        Error::corrupt(&self.path, format!("lexical segment: {m}"))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.store.bytes()
+    }
+
+    /// Number of documents (chunks) in the segment.
+    pub fn len(&self) -> usize {
+        self.n_docs
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_docs == 0
+    }
+
+    fn id(&self, d: usize) -> Result<u64> {
+        u64_at(self.bytes(), self.ids.start + 8 * d).filter(|_| d < self.n_docs).ok_or_else(|| self.corrupt("document index out of range"))
+    }
+
+    fn len_sum(&self, d: usize) -> Result<u64> {
+        u64_at(self.bytes(), self.len_sums.start + 8 * d).filter(|_| d <= self.n_docs).ok_or_else(|| self.corrupt("document index out of range"))
+    }
+
+    fn doc_len(&self, d: usize) -> Result<u64> {
+        self.len_sum(d + 1)?.checked_sub(self.len_sum(d)?).ok_or_else(|| self.corrupt("document lengths decrease"))
+    }
+
+    /// First document index whose id is ≥ `id` (ids ascend).
+    fn lower_bound(&self, id: u64) -> Result<usize> {
+        let (mut lo, mut hi) = (0, self.n_docs);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.id(mid)? < id {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// (live documents, their total length) of this segment: two binary searches per live
+    /// range, or one pass over the ids when the live set is fragmented into many ranges.
+    fn live_stats(&self, live: &LiveSet) -> Result<(u64, u64)> {
+        let (mut n, mut total) = (0, 0);
+        if self.n_docs == 0 {
+            return Ok((0, 0));
+        }
+        let (first, last) = (self.id(0)?, self.id(self.n_docs - 1)?);
+        let ranges = live.ranges();
+        let ranges = &ranges[ranges.partition_point(|r| r.1 <= first)..ranges.partition_point(|r| r.0 <= last)];
+        let log_n = (usize::BITS - self.n_docs.leading_zeros()) as usize;
+        if ranges.len().saturating_mul(2 * log_n) < self.n_docs {
+            for &(a, b) in ranges {
+                let (i, j) = (self.lower_bound(a)?, self.lower_bound(b)?);
+                if j > i {
+                    n += (j - i) as u64;
+                    total += self.len_sum(j)?.checked_sub(self.len_sum(i)?).ok_or_else(|| self.corrupt("document lengths decrease"))?;
+                }
+            }
+        } else {
+            let mut r = 0;
+            for d in 0..self.n_docs {
+                let id = self.id(d)?;
+                while r < ranges.len() && ranges[r].1 <= id {
+                    r += 1;
+                }
+                if r < ranges.len() && ranges[r].0 <= id {
+                    n += 1;
+                    total += self.doc_len(d)?;
+                }
+            }
+        }
+        Ok((n, total))
+    }
+
+    fn term(&self, i: usize) -> Result<&[u8]> {
+        let end_of = |k: usize| u32_at(self.bytes(), self.term_ends.start + 4 * k).map(|v| v as usize);
+        let start = if i == 0 { Some(0) } else { end_of(i - 1) };
+        let (Some(a), Some(b)) = (start, end_of(i)) else {
+            return Err(self.corrupt("term index out of range"));
         };
-        let (a, b) = (self.data.offsets[i] as usize, self.data.offsets[i + 1] as usize);
-        let bytes = self.data.postings.get(a..b).ok_or_else(|| Error::corrupt(&self.path, "postings out of range"))?;
+        self.bytes()
+            .get(self.terms.clone())
+            .and_then(|t| t.get(a..b))
+            .ok_or_else(|| self.corrupt("term bytes out of range"))
+    }
+
+    fn postings_at(&self, i: usize) -> Result<Vec<(u32, u32)>> {
+        let end_of = |k: usize| u64_at(self.bytes(), self.post_ends.start + 8 * k).map(|v| v as usize);
+        let start = if i == 0 { Some(0) } else { end_of(i - 1) };
+        let bytes = match (start, end_of(i)) {
+            (Some(a), Some(b)) if a <= b => self.bytes().get(self.postings.clone()).and_then(|p| p.get(a..b)),
+            _ => None,
+        }
+        .ok_or_else(|| self.corrupt("postings out of range"))?;
         let mut pos = 0;
         let mut doc = 0u32;
         let mut out = Vec::new();
         while pos < bytes.len() {
             let (Some(d), Some(f)) = (get_varint(bytes, &mut pos), get_varint(bytes, &mut pos)) else {
-                return Err(Error::corrupt(&self.path, "bad postings varint"));
+                return Err(self.corrupt("bad postings varint"));
             };
-            doc += d;
+            doc = doc.checked_add(d).ok_or_else(|| self.corrupt("bad postings delta"))?;
             out.push((doc, f));
         }
         Ok(out)
+    }
+
+    /// The postings of `term`: (document index, term frequency), empty when absent.
+    fn postings(&self, term: &str) -> Result<Vec<(u32, u32)>> {
+        let (mut lo, mut hi) = (0, self.n_terms);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.term(mid)?.cmp(term.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.postings_at(mid),
+            }
+        }
+        Ok(Vec::new())
     }
 }
 
@@ -549,12 +783,9 @@ impl Lexical {
         let mut n_docs = 0u64;
         let mut total_len = 0u64;
         for s in &self.segments {
-            for (id, len) in s.data.ids.iter().zip(&s.data.lens) {
-                if live.contains(*id) {
-                    n_docs += 1;
-                    total_len += *len as u64;
-                }
-            }
+            let (n, total) = s.live_stats(live)?;
+            n_docs += n;
+            total_len += total;
         }
         if n_docs == 0 {
             return Ok(Vec::new());
@@ -567,7 +798,13 @@ impl Lexical {
                 .segments
                 .iter()
                 .map(|s| {
-                    s.postings(term).map(|p| p.into_iter().filter(|(d, _)| live.contains(s.data.ids[*d as usize])).collect())
+                    let mut kept = Vec::new();
+                    for (d, f) in s.postings(term)? {
+                        if live.contains(s.id(d as usize)?) {
+                            kept.push((d, f));
+                        }
+                    }
+                    Ok(kept)
                 })
                 .collect::<Result<_>>()?;
             per_term.push((q, lists));
@@ -581,10 +818,10 @@ impl Lexical {
             let idf = (1.0 + (n_docs as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
             for (s, list) in self.segments.iter().zip(lists) {
                 for &(d, tf) in list {
-                    let dl = s.data.lens[d as usize] as f32;
+                    let dl = s.doc_len(d as usize)? as f32;
                     let tf = tf as f32;
                     let w = idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / avgdl));
-                    *scores.entry(s.data.ids[d as usize]).or_default() += w * *q;
+                    *scores.entry(s.id(d as usize)?).or_default() += w * *q;
                 }
             }
         }
@@ -598,11 +835,9 @@ impl Lexical {
     pub fn languages(&self) -> Vec<whatlang::Lang> {
         let mut out: Vec<whatlang::Lang> = Vec::new();
         for s in &self.segments {
-            for code in &s.data.languages {
-                if let Some(l) = whatlang::Lang::from_code(code.as_str()) {
-                    if !out.contains(&l) {
-                        out.push(l);
-                    }
+            for l in &s.languages {
+                if !out.contains(l) {
+                    out.push(*l);
                 }
             }
         }
@@ -798,6 +1033,60 @@ mod tests {
         let res = lex.search("apple cherry", 10, &live).unwrap();
         assert_eq!(res.len(), 1);
         assert_eq!(res[0].0, 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn segment(docs: &[(u64, &str)]) -> LexicalSegment {
+        LexicalSegment::from_bytes(&encode(&Analyzer::default(), docs).unwrap(), Path::new("t")).unwrap()
+    }
+
+    #[test]
+    fn live_statistics_agree_with_a_scan_of_every_document() {
+        // 300 documents with ids 5, 8, 11, ...; lengths vary.
+        let texts: Vec<String> = (0..300).map(|i| "word ".repeat(1 + i % 7) + &format!("w{i}")).collect();
+        let docs: Vec<(u64, &str)> = texts.iter().enumerate().map(|(i, t)| (5 + 3 * i as u64, t.as_str())).collect();
+        let seg = segment(&docs);
+        let lens: Vec<u64> = texts.iter().map(|t| Analyzer::default().terms(t).len() as u64).collect();
+        let sets = [
+            vec![(0, u64::MAX)],
+            vec![(6, 100), (400, 410), (800, 2000)],
+            // Fragmented: one range per odd document (the scan path).
+            (0..300).filter(|i| i % 2 == 1).map(|i| (5 + 3 * i, 6 + 3 * i)).collect(),
+            vec![(2000, 3000)],
+        ];
+        for ranges in sets {
+            let live = LiveSet::new(ranges);
+            let want = docs.iter().zip(&lens).filter(|((id, _), _)| live.contains(*id)).fold((0, 0), |a, (_, l)| (a.0 + 1, a.1 + l));
+            assert_eq!(seg.live_stats(&live).unwrap(), want, "{:?}", live.ranges());
+        }
+    }
+
+    #[test]
+    fn a_damaged_segment_gives_errors_never_panics() {
+        let docs = [(1u64, "apple banana"), (2, "apple apple cherry date"), (3, "cherry elderberry fig")];
+        let good = encode(&Analyzer::default(), &docs).unwrap();
+        let dir = std::env::temp_dir().join(format!("ponder-lex-damage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("lex");
+        let live = LiveSet::new(vec![(0, 10)]);
+        for i in 0..good.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut bad = good.clone();
+                bad[i] ^= bit;
+                std::fs::write(&p, &bad).unwrap();
+                // The checksum catches every flip.
+                assert!(LexicalSegment::verify(&p).is_err(), "flip at {i} passed verify");
+                // Read in place, a flip gives results or an error.
+                if let Ok(seg) = LexicalSegment::open(&p) {
+                    let lex = Lexical { segments: vec![std::sync::Arc::new(seg)], ..Default::default() };
+                    for q in ["apple", "cherry fig", "zebra"] {
+                        let _ = lex.search(q, 10, &live);
+                    }
+                }
+            }
+        }
+        std::fs::write(&p, &good).unwrap();
+        assert_eq!(LexicalSegment::verify(&p).unwrap(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -42,8 +42,8 @@ pub enum VectorKind {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// SHA-256 of the file's bytes (hex).
-    pub hash: String,
+    /// SHA-256 of the file's bytes.
+    pub hash: [u8; 32],
     pub size: u64,
     pub mtime: i64,
     pub kind: DocKind,
@@ -78,6 +78,7 @@ pub struct Manifest {
     /// until they are indexed again explicitly.
     pub excluded: Vec<String>,
     /// Indexed files by absolute path.
+    #[serde(deserialize_with = "sorted_map")]
     pub files: BTreeMap<String, FileEntry>,
     /// Chunk text segments.
     pub chunk_files: Vec<FileRef>,
@@ -108,14 +109,35 @@ impl Manifest {
         }
     }
 
+    /// Reads the committed manifest, `None` when there is none.
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(MANIFEST);
         if !path.exists() {
             return Ok(None);
         }
-        let payload = container::read_small(MAGIC, &path)?;
-        postcard::from_bytes(&payload)
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        postcard::from_bytes(container::open(MAGIC, &bytes, &path)?)
             .map(Some)
+            .map_err(|e| Error::corrupt(&path, format!("manifest does not decode: {e}")))
+    }
+
+    /// The model that built the committed index, without decoding the file table (the
+    /// stamp comes before it in the file).
+    pub fn read_model(dir: &Path) -> Result<Option<ModelStamp>> {
+        #[derive(Deserialize)]
+        struct Head {
+            _generation: u64,
+            _created_unix: u64,
+            _updated_unix: u64,
+            model: ModelStamp,
+        }
+        let path = dir.join(MANIFEST);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        postcard::take_from_bytes::<Head>(container::open(MAGIC, &bytes, &path)?)
+            .map(|(h, _)| Some(h.model))
             .map_err(|e| Error::corrupt(&path, format!("manifest does not decode: {e}")))
     }
 
@@ -123,6 +145,8 @@ impl Manifest {
     pub fn commit(&mut self, dir: &Path) -> Result<()> {
         self.generation += 1;
         self.updated_unix = now_unix();
+        // `read_model` decodes the leading fields alone: keep generation, the two times and the
+        // model stamp first.
         let payload = postcard::to_allocvec(self).map_err(|e| Error::Config(format!("manifest: {e}")))?;
         crate::fsutil::write_atomic(&dir.join(MANIFEST), &container::seal(MAGIC, &payload))
     }
@@ -148,6 +172,14 @@ pub fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Decodes the file table, which is written in key order, as a list and builds the map in one
+/// pass: inserting 100k paths one by one into a B-tree took most of opening a 100k-file index.
+/// The bytes are the same as a map's (postcard writes both as a length and the pairs).
+fn sorted_map<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, FileEntry>, D::Error> {
+    let pairs: Vec<(String, FileEntry)> = Deserialize::deserialize(d)?;
+    Ok(pairs.into_iter().collect())
+}
+
 /// Membership test over live chunk-id ranges.
 #[derive(Clone, Debug, Default)]
 pub struct LiveSet {
@@ -155,8 +187,22 @@ pub struct LiveSet {
 }
 
 impl LiveSet {
-    pub fn new(ranges: Vec<(u64, u64)>) -> Self {
-        LiveSet { ranges }
+    /// A set of the given [start, end) ranges (in any order; adjacent ones are merged).
+    pub fn new(mut ranges: Vec<(u64, u64)>) -> Self {
+        ranges.retain(|r| r.1 > r.0);
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match merged.last_mut() {
+                Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
+                _ => merged.push(r),
+            }
+        }
+        LiveSet { ranges: merged }
+    }
+    /// The live [start, end) id ranges, ascending.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
     }
     pub fn contains(&self, id: u64) -> bool {
         let i = self.ranges.partition_point(|r| r.1 <= id);
@@ -175,11 +221,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_model_stamp_reads_alone_and_the_file_table_round_trips() {
+        let dir = std::env::temp_dir().join(format!("ponder-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stamp = ModelStamp { name: "default".into(), fingerprint: "abc".into(), dim: 384, precision: "int8".into() };
+        let mut m = Manifest::new(stamp.clone(), ChunkOptions::default(), VectorKind::I8, None);
+        for (i, p) in ["/b/x.md", "/a/y.md", "/c/z.pdf", "/a/a.txt"].iter().enumerate() {
+            let e = FileEntry { hash: [i as u8; 32], size: 10 + i as u64, mtime: i as i64, kind: DocKind::Text, chunks: (2 * i as u64, 2 * i as u64 + 2) };
+            m.files.insert(p.to_string(), e);
+        }
+        m.commit(&dir).unwrap();
+        assert_eq!(Manifest::read_model(&dir).unwrap().unwrap(), stamp);
+        assert_eq!(Manifest::read(&dir).unwrap().unwrap(), m);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn live_set_membership() {
-        let s = LiveSet::new(vec![(0, 3), (5, 6), (10, 20)]);
+        let s = LiveSet::new(vec![(10, 15), (0, 3), (5, 6), (15, 20), (7, 7)]);
         let inside: Vec<u64> = (0..25).filter(|&i| s.contains(i)).collect();
         let want: Vec<u64> = (0..3).chain(5..6).chain(10..20).collect();
         assert_eq!(inside, want);
         assert_eq!(s.len(), 14);
+        assert_eq!(s.ranges(), &[(0, 3), (5, 6), (10, 20)]);
     }
 }

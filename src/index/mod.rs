@@ -4,12 +4,16 @@
 //!   chunking settings that built it, and the data files below. Writing it is the commit.
 //! - `chunks-*.seg` ([`chunks`]): chunk text and positions, zstd-compressed.
 //! - `vec-*.usearch` ([`vectors`]): vectors in usearch HNSW files, viewed from a memory map.
-//! - `lex-*.bm25` ([`lexical`]): BM25 postings.
+//! - `lex-*.bm25` ([`lexical`]): BM25 postings, read in place.
+//!
+//! Queries read data files in place and check what they touch; whole-file checksums are
+//! verified by the writer before it copies from a file, and by [`check`] (`ponder check`).
 //!
 //! Data files are written once (temporary name, fsync, rename) and never changed; a commit
 //! adds files and rewrites the manifest; compaction replaces files. A reader sees the last
 //! manifest that was committed, whatever a concurrent or killed writer was doing.
 
+pub mod check;
 pub mod chunks;
 pub mod container;
 pub mod lexical;

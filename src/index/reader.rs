@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::chunks::{ChunkRecord, ChunkSegment};
 use super::lexical::{Lexical, LexicalSegment};
-use super::manifest::{LiveSet, Manifest};
+use super::manifest::{FileRef, LiveSet, Manifest};
 use super::vectors::VectorFile;
 use crate::error::{Error, Result};
 
@@ -24,6 +24,18 @@ pub struct IndexReader {
     owners: Vec<(u64, u64, String)>,
 }
 
+/// Checks a data file's size and CRC32 against the manifest's record of it.
+pub fn verify_file(path: &Path, f: &FileRef) -> Result<()> {
+    let (bytes, crc32) = crate::fsutil::crc32_file(path)?;
+    if bytes != f.bytes {
+        return Err(Error::corrupt(path, format!("{bytes} bytes, the manifest says {}", f.bytes)));
+    }
+    if crc32 != f.crc32 {
+        return Err(Error::corrupt(path, "checksum mismatch"));
+    }
+    Ok(())
+}
+
 /// A stored chunk with the file it belongs to.
 #[derive(Clone, Debug)]
 pub struct ChunkHit {
@@ -35,20 +47,31 @@ impl IndexReader {
     /// Opens the last committed state. Retries when a concurrent compaction removed a file
     /// between reading the manifest and opening the file.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_reusing(dir, None)
+        Self::open_reusing(dir, None, false)
+    }
+
+    /// Opens the last committed state after checking every data file's checksum against the
+    /// manifest: what the writer reads from, so damage is never copied into new files.
+    pub fn open_verified(dir: &Path) -> Result<Self> {
+        Self::open_reusing(dir, None, true)
     }
 
     /// Opens the last committed state again, keeping the segments of `self` that the new
     /// manifest still names (data files are immutable, so they need not be re-read or
     /// re-verified). This is how a long-lived searcher follows commits cheaply.
     pub fn reopen(&self) -> Result<Self> {
-        Self::open_reusing(&self.dir, Some(self))
+        Self::open_reusing(&self.dir, Some(self), false)
     }
 
-    fn open_reusing(dir: &Path, prev: Option<&IndexReader>) -> Result<Self> {
+    /// [`IndexReader::reopen`], verifying the checksums of the files not already open.
+    pub fn reopen_verified(&self) -> Result<Self> {
+        Self::open_reusing(&self.dir, Some(self), true)
+    }
+
+    fn open_reusing(dir: &Path, prev: Option<&IndexReader>, verify: bool) -> Result<Self> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::try_open(dir, prev) {
+            match Self::try_open(dir, prev, verify) {
                 Err(Error::MissingFile(p)) if !p.ends_with(super::manifest::MANIFEST) => {
                     last = Some(Error::MissingFile(p));
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -59,14 +82,18 @@ impl IndexReader {
         Err(last.unwrap())
     }
 
-    fn try_open(dir: &Path, prev: Option<&IndexReader>) -> Result<Self> {
+    fn try_open(dir: &Path, prev: Option<&IndexReader>, verify: bool) -> Result<Self> {
         let manifest = Manifest::read(dir)?.ok_or_else(|| Error::MissingFile(dir.join(super::manifest::MANIFEST)))?;
+        let check = |f: &FileRef| if verify { verify_file(&dir.join(&f.name), f) } else { Ok(()) };
         let mut chunk_segments = Vec::new();
         for f in &manifest.chunk_files {
             let old = prev.and_then(|p| p.chunk_segments.iter().find(|s| s.2 == f.name)).map(|s| s.3.clone());
             let seg = match old {
                 Some(s) => s,
-                None => Arc::new(ChunkSegment::open(&dir.join(&f.name))?),
+                None => {
+                    check(f)?;
+                    Arc::new(ChunkSegment::open(&dir.join(&f.name))?)
+                }
             };
             chunk_segments.push((f.first, f.end, f.name.clone(), seg));
         }
@@ -87,7 +114,10 @@ impl IndexReader {
             });
             let seg = match old {
                 Some(s) => s,
-                None => Arc::new(LexicalSegment::open(&dir.join(&f.name))?),
+                None => {
+                    check(f)?;
+                    Arc::new(LexicalSegment::open(&dir.join(&f.name))?)
+                }
             };
             lexical.segments.push(seg);
             lexical_names.push(f.name.clone());

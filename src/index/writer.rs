@@ -176,6 +176,10 @@ impl<'a> Indexer<'a> {
             ix.manifest.files.clear();
             ix.commit(&mut |_| {})?;
             ix.remove_unreferenced()?;
+        } else if !ix.manifest.files.is_empty() {
+            // Every job starts by checking the committed files' checksums: the writer copies
+            // from them (reused vectors, compaction), and queries do not hash files whole.
+            ix.committed()?;
         }
         Ok(ix)
     }
@@ -327,7 +331,7 @@ impl<'a> Indexer<'a> {
         for (i, batch) in docs.chunks(256).enumerate() {
             let mut pending = Vec::new();
             for (key, text) in batch {
-                let hash = hex(&Sha256::digest(text.as_bytes()));
+                let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
                 if self.manifest.files.get(key).is_some_and(|e| e.hash == hash) {
                     report.files_unchanged += 1;
                     continue;
@@ -375,7 +379,7 @@ impl<'a> Indexer<'a> {
             return Err(format!("{size} bytes is over the {} byte limit (--max-file-size)", self.opts.walk.max_bytes));
         }
         let bytes = fs::read(path).map_err(|e| e.to_string())?;
-        let hash = hex(&Sha256::digest(&bytes));
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(old) = old {
             if old.hash == hash {
                 return Ok(Prepared::Touched(FileEntry { mtime, size, ..old.clone() }));
@@ -400,9 +404,11 @@ impl<'a> Indexer<'a> {
     fn committed(&mut self) -> Result<&IndexReader> {
         let fresh = self.committed.as_ref().is_some_and(|r| r.manifest.generation == self.manifest.generation);
         if !fresh {
+            // The writer copies from these files (reused vectors, compaction), so it checks
+            // their checksums, which queries do not.
             let r = match self.committed.take() {
-                Some(old) => old.reopen()?,
-                None => IndexReader::open(&self.dir)?,
+                Some(old) => old.reopen_verified()?,
+                None => IndexReader::open_verified(&self.dir)?,
             };
             self.committed = Some(r);
         }
@@ -493,19 +499,28 @@ impl<'a> Indexer<'a> {
     pub fn commit(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         let gen = self.manifest.generation + 1;
         if !self.staged.records.is_empty() {
-            let first = self.staged.records[0].id;
-            let end = self.staged.records.last().unwrap().id + 1;
-            let mut c = self.write_data_file(&format!("chunks-{gen:08}.seg"), &chunks::encode(&self.staged.records)?)?;
+            // Each staged part is dropped once its file is written, so that a large commit
+            // (compaction) never holds the records, the texts' postings and the vector file at
+            // once. A failed commit fails the job; what it staged is indexed again next run.
+            let records = std::mem::take(&mut self.staged.records);
+            let first = records[0].id;
+            let end = records.last().unwrap().id + 1;
+            let mut c = self.write_data_file(&format!("chunks-{gen:08}.seg"), &chunks::encode(&records)?)?;
+            drop(records);
             (c.first, c.end) = (first, end);
-            let docs: Vec<(u64, &str)> = self.staged.texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+            let texts = std::mem::take(&mut self.staged.texts);
+            let docs: Vec<(u64, &str)> = texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
             let mut l = self.write_data_file(&format!("lex-{gen:08}.bm25"), &lexical::encode(&self.analyzer, &docs)?)?;
+            drop(docs);
+            drop(texts);
             (l.first, l.end) = (first, end);
             let name = format!("vec-{gen:08}.usearch");
             let tmp = self.dir.join(format!(".{name}.tmp"));
             self.staged.delta.save(&tmp)?;
-            let bytes = fs::read(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            self.staged.delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
+            let (bytes, crc32) = crate::fsutil::crc32_file(&tmp)?;
             fs::rename(&tmp, self.dir.join(&name)).map_err(|e| Error::io(&tmp, e))?;
-            let v = FileRef { name, first, end, bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) };
+            let v = FileRef { name, first, end, bytes, crc32 };
             self.manifest.chunk_files.push(c);
             self.manifest.lexical_files.push(l);
             self.manifest.vector_files.push(v);
@@ -553,7 +568,7 @@ impl<'a> Indexer<'a> {
         self.commit(on)?;
         // Compaction deletes the files the cached reader maps.
         self.committed = None;
-        let reader = IndexReader::open(&self.dir)?;
+        let reader = IndexReader::open_verified(&self.dir)?;
         let records = reader.all_records()?;
         let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
         for r in &records {
@@ -601,6 +616,3 @@ fn text_hash(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

@@ -151,6 +151,18 @@ pub fn read_file(path: &Path) -> Result<ModelWeights> {
 
 /// Reads a model from bytes, checking magic, version and checksum.
 pub fn read_bytes(bytes: Bytes, path: &Path) -> Result<ModelWeights> {
+    read(bytes, path, true)
+}
+
+/// Reads a model built into the binary without hashing it whole: its bytes are the
+/// executable's own read-only data, and the checksum would page in the whole embedding table
+/// (most of which a query never touches) on every start. A unit test verifies the built-in
+/// models' checksums.
+pub fn read_embedded(bytes: &'static [u8], name: &str) -> Result<ModelWeights> {
+    read(Bytes::from_static(bytes), Path::new(name), false)
+}
+
+fn read(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
     let b = bytes.as_slice();
     let corrupt = |m: String| Error::corrupt(path, m);
     if b.len() < 16 + FOOTER_LEN || &b[..8] != MAGIC {
@@ -168,7 +180,7 @@ pub fn read_bytes(bytes: Bytes, path: &Path) -> Result<ModelWeights> {
     }
     let stored_crc = u32::from_le_bytes(foot[0..4].try_into().unwrap());
     let body_len = b.len() - FOOTER_LEN;
-    if crc32fast::hash(&b[..body_len]) != stored_crc {
+    if verify && crc32fast::hash(&b[..body_len]) != stored_crc {
         return Err(corrupt("checksum mismatch".into()));
     }
     let header_len = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
@@ -232,5 +244,22 @@ pub fn precision_of(weights: &ModelWeights) -> Precision {
         Precision::F16
     } else {
         Precision::F32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_models_pass_their_checksums() {
+        // Starting up skips the whole-file checksum of the models built into the binary
+        // (`read_embedded`); this is where they are checked.
+        for (bytes, name) in [
+            (crate::model::embedded::DEFAULT_MODEL, "default model"),
+            (crate::model::embedded::DEFAULT_RERANKER, "reranker"),
+        ] {
+            read_bytes(Bytes::from_static(bytes), Path::new(name)).unwrap();
+        }
     }
 }

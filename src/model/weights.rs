@@ -164,10 +164,7 @@ impl ModelWeights {
 
     /// The model built into the binary.
     pub fn embedded_default() -> Result<Self> {
-        super::format::read_bytes(
-            Bytes::from_static(super::embedded::DEFAULT_MODEL),
-            Path::new("<embedded default model>"),
-        )
+        super::format::read_embedded(super::embedded::DEFAULT_MODEL, "<embedded default model>")
     }
 
     pub fn get(&self, name: &str) -> Result<&WeightTensor> {
