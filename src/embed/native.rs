@@ -251,32 +251,7 @@ impl NativeBert {
 
     /// Pooled (and, if the model says so, L2-normalised) vectors, one per input.
     pub fn embed(&self, batch: &[Encoded]) -> Vec<Vec<f32>> {
-        let h = self.cfg.hidden_size;
-        let x = self.encode(batch);
-        let mut out = Vec::with_capacity(batch.len());
-        let mut row = 0;
-        for e in batch {
-            let len = e.ids.len();
-            let mut v = vec![0f32; h];
-            match self.cfg.pooling {
-                Pooling::Cls => v.copy_from_slice(&x[row * h..(row + 1) * h]),
-                Pooling::Mean => {
-                    for r in row..row + len {
-                        for (a, b) in v.iter_mut().zip(&x[r * h..(r + 1) * h]) {
-                            *a += b;
-                        }
-                    }
-                    let inv = 1.0 / len.max(1) as f32;
-                    v.iter_mut().for_each(|a| *a *= inv);
-                }
-            }
-            if self.cfg.normalize {
-                l2_normalize(&mut v);
-            }
-            out.push(v);
-            row += len;
-        }
-        out
+        pool(&self.cfg, &self.encode(batch), batch)
     }
 
     /// Relevance logits of a cross-encoder (one per encoded pair).
@@ -303,4 +278,33 @@ pub fn l2_normalize(v: &mut [f32]) {
     if n > 0.0 {
         v.iter_mut().for_each(|a| *a /= n);
     }
+}
+
+/// Pooled (and, if the model says so, L2-normalised) vectors of packed hidden states `x`
+/// (`[rows of all sequences, hidden]`, sequences back to back), one per input.
+pub(crate) fn pool(cfg: &ModelConfig, x: &[f32], batch: &[Encoded]) -> Vec<Vec<f32>> {
+    let h = cfg.hidden_size;
+    let mut out = Vec::with_capacity(batch.len());
+    let mut row = 0;
+    for e in batch {
+        let len = e.ids.len();
+        let mut v = vec![0f32; h];
+        match cfg.pooling {
+            Pooling::Cls if len > 0 => v.copy_from_slice(&x[row * h..(row + 1) * h]),
+            Pooling::Cls => {}
+            Pooling::Mean => {
+                for r in row..row + len {
+                    v.iter_mut().zip(&x[r * h..(r + 1) * h]).for_each(|(a, b)| *a += b);
+                }
+                let inv = 1.0 / len.max(1) as f32;
+                v.iter_mut().for_each(|a| *a *= inv);
+            }
+        }
+        if cfg.normalize {
+            l2_normalize(&mut v);
+        }
+        out.push(v);
+        row += len;
+    }
+    out
 }

@@ -12,7 +12,7 @@ use wgpu::util::DeviceExt;
 
 use super::tokenize::Encoded;
 use crate::error::{Error, Result};
-use crate::model::config::{Activation, Head, ModelConfig, Pooling};
+use crate::model::config::{Activation, Head, ModelConfig};
 use crate::model::{ModelWeights, WeightTensor};
 
 const GEMM_SRC: &str = include_str!("../../shaders/gemm_i8.wgsl");
@@ -670,34 +670,7 @@ impl WgslBert {
 
     /// Pooled (and, if the model says so, L2-normalised) vectors, one per input.
     pub fn try_embed(&self, batch: &[Encoded]) -> Result<Vec<Vec<f32>>> {
-        let h = self.cfg.hidden_size;
-        let x = self.encode(batch)?;
-        let mut out = Vec::with_capacity(batch.len());
-        let mut row = 0;
-        for e in batch {
-            let len = e.ids.len();
-            let mut v = vec![0f32; h];
-            match self.cfg.pooling {
-                Pooling::Cls => {
-                    if len > 0 {
-                        v.copy_from_slice(&x[row * h..(row + 1) * h]);
-                    }
-                }
-                Pooling::Mean => {
-                    for r in row..row + len {
-                        v.iter_mut().zip(&x[r * h..(r + 1) * h]).for_each(|(a, b)| *a += b);
-                    }
-                    let inv = 1.0 / len.max(1) as f32;
-                    v.iter_mut().for_each(|a| *a *= inv);
-                }
-            }
-            if self.cfg.normalize {
-                super::native::l2_normalize(&mut v);
-            }
-            out.push(v);
-            row += len;
-        }
-        Ok(out)
+        Ok(super::native::pool(&self.cfg, &self.encode(batch)?, batch))
     }
 
     /// Cross-encoder logits, one per encoded pair (empty for a model without the head).
