@@ -566,9 +566,11 @@ impl<'a> Indexer<'a> {
     /// Rewrites all live chunks into one file of each kind; dead chunks are dropped.
     pub fn compact(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         self.commit(on)?;
-        // Compaction deletes the files the cached reader maps.
-        self.committed = None;
-        let reader = IndexReader::open_verified(&self.dir)?;
+        // The committed reader, reopened past the commit above: the files it already had were
+        // verified when it opened them (at the start of the job), so only the new ones are
+        // read again. It is taken, not cached, because compaction deletes the files it maps.
+        self.committed()?;
+        let reader = self.committed.take().expect("committed() leaves a reader");
         let records = reader.all_records()?;
         let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
         for r in &records {
