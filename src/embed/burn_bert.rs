@@ -198,6 +198,17 @@ impl BurnBert {
         let x = x.reshape([b, t, h]);
         let mut pooled: Tensor<2> = match self.cfg.pooling {
             Pooling::Cls => x.slice([0..b, 0..1, 0..h]).reshape([b, h]),
+            Pooling::LastToken => {
+                let rows: Vec<Tensor<2>> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let last = e.ids.len().max(1) - 1;
+                        x.clone().slice([i..i + 1, last..last + 1, 0..h]).reshape([1, h])
+                    })
+                    .collect();
+                Tensor::cat(rows, 0)
+            }
             Pooling::Mean => {
                 let m = mask.reshape([b, t, 1]);
                 let sum = (x * m.clone()).sum_dim(1).reshape([b, h]);

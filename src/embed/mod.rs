@@ -3,7 +3,9 @@
 //! about files or indexes.
 
 pub mod burn_bert;
+pub mod decoder;
 pub mod kernels;
+pub mod modernbert;
 pub mod native;
 pub mod tokenize;
 pub mod wgsl;
@@ -18,6 +20,10 @@ enum Runtime {
     Burn(burn_bert::BurnBert),
     /// int8 on a GPU: ponder's WGSL kernels (`shaders/`).
     Wgsl(wgsl::WgslBert),
+    /// ModernBERT on the native CPU runtime.
+    ModernBert(modernbert::NativeModernBert),
+    /// A decoder embedder on the native CPU runtime.
+    Decoder(decoder::NativeDecoder),
 }
 
 /// A loaded encoder ready to embed (or, for a cross-encoder, to score) text.
@@ -47,23 +53,29 @@ impl Embedder {
         let tokenizer = TextTokenizer::from_json(&weights.tokenizer_json, config.max_seq_len)?;
         let resolved = device::resolve(choice)?;
         let device = resolved.describe();
-        let runtime = match resolved {
-            Resolved::NativeCpu => Runtime::Native(native::NativeBert::new(weights, precision)?),
+        use crate::model::config::Architecture;
+        let runtime = match (config.architecture, resolved) {
+            // The newer architectures run on the native CPU runtime only, whatever the device.
+            (Architecture::ModernBert, _) => Runtime::ModernBert(modernbert::NativeModernBert::new(weights, precision)?),
+            (Architecture::Decoder, _) => Runtime::Decoder(decoder::NativeDecoder::new(weights, precision)?),
+            (Architecture::Bert, Resolved::NativeCpu) => Runtime::Native(native::NativeBert::new(weights, precision)?),
             // Only when a GPU is asked for by name: `auto` keeps burn's f32 kernels on a GPU
             // until the WGSL ones have been timed on real hardware (only lavapipe so far).
-            Resolved::Burn { .. } if precision == Precision::Int8 && choice == DeviceChoice::Gpu => {
+            (Architecture::Bert, Resolved::Burn { .. }) if precision == Precision::Int8 && choice == DeviceChoice::Gpu => {
                 Runtime::Wgsl(wgsl::WgslBert::new(weights)?)
             }
-            Resolved::Burn { device, .. } => Runtime::Burn(burn_bert::BurnBert::new(weights, device)?),
+            (Architecture::Bert, Resolved::Burn { device, .. }) => Runtime::Burn(burn_bert::BurnBert::new(weights, device)?),
         };
         let precision = match runtime {
-            Runtime::Native(_) if precision == Precision::Int8 => Precision::Int8,
+            Runtime::Native(_) | Runtime::ModernBert(_) | Runtime::Decoder(_) if precision == Precision::Int8 => {
+                Precision::Int8
+            }
             Runtime::Wgsl(_) => Precision::Int8,
             _ => Precision::F32,
         };
         let max_attention_bytes = match runtime {
             Runtime::Burn(_) => 64 << 20,
-            Runtime::Native(_) => usize::MAX, // one sequence and head at a time
+            Runtime::Native(_) | Runtime::ModernBert(_) | Runtime::Decoder(_) => usize::MAX, // one sequence and head at a time
             Runtime::Wgsl(_) => usize::MAX,   // scores streamed, never stored
         };
         Ok(Embedder { tokenizer, runtime, config, device, precision, max_batch: 32, max_batch_tokens: 16384, max_attention_bytes })
@@ -101,7 +113,7 @@ impl Embedder {
 
     /// Whether this runs on ponder's native CPU runtime.
     pub fn is_native_cpu(&self) -> bool {
-        matches!(self.runtime, Runtime::Native(_))
+        matches!(self.runtime, Runtime::Native(_) | Runtime::ModernBert(_) | Runtime::Decoder(_))
     }
 
     /// Embeds texts; the result is in input order.
@@ -116,6 +128,8 @@ impl Embedder {
             Runtime::Native(m) => m.embed(batch),
             Runtime::Burn(m) => m.embed(batch),
             Runtime::Wgsl(m) => m.embed(batch),
+            Runtime::ModernBert(m) => m.embed(batch),
+            Runtime::Decoder(m) => m.embed(batch),
         })
     }
 
@@ -129,6 +143,8 @@ impl Embedder {
             Runtime::Native(m) => m.score(batch),
             Runtime::Burn(m) => m.score(batch),
             Runtime::Wgsl(m) => m.score(batch),
+            // Only BERT cross-encoders are loaded (checked above by the head).
+            Runtime::ModernBert(_) | Runtime::Decoder(_) => vec![f32::NAN; batch.len()],
         }))
     }
 

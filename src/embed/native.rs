@@ -290,8 +290,9 @@ pub(crate) fn pool(cfg: &ModelConfig, x: &[f32], batch: &[Encoded]) -> Vec<Vec<f
         let len = e.ids.len();
         let mut v = vec![0f32; h];
         match cfg.pooling {
-            Pooling::Cls if len > 0 => v.copy_from_slice(&x[row * h..(row + 1) * h]),
-            Pooling::Cls => {}
+            Pooling::Cls | Pooling::LastToken if len == 0 => {}
+            Pooling::Cls => v.copy_from_slice(&x[row * h..(row + 1) * h]),
+            Pooling::LastToken => v.copy_from_slice(&x[(row + len - 1) * h..(row + len) * h]),
             Pooling::Mean => {
                 for r in row..row + len {
                     v.iter_mut().zip(&x[r * h..(r + 1) * h]).for_each(|(a, b)| *a += b);

@@ -32,6 +32,8 @@ pub const HF_PREFIXES: &[&str] = &["", "bert.", "model."];
 pub fn layout(cfg: &ModelConfig) -> Vec<TensorSpec> {
     match cfg.architecture {
         Architecture::Bert => bert_layout(cfg),
+        Architecture::ModernBert => modern_bert_layout(cfg),
+        Architecture::Decoder => decoder_layout(cfg),
     }
 }
 
@@ -71,4 +73,12 @@ fn bert_layout(cfg: &ModelConfig) -> Vec<TensorSpec> {
         push("classifier.bias".into(), "@classifier.bias".into(), vec![1], Vector);
     }
     specs
+}
+
+fn modern_bert_layout(_cfg: &ModelConfig) -> Vec<TensorSpec> {
+    Vec::new()
+}
+
+fn decoder_layout(_cfg: &ModelConfig) -> Vec<TensorSpec> {
+    Vec::new()
 }

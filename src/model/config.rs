@@ -8,11 +8,17 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Encoder families. Only BERT is implemented; the others are named so that config parsing
-/// reports them as unsupported rather than as broken files.
+/// Model families. New variants are appended (the model file stores the variant index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Architecture {
+    /// BERT-style encoder (absolute positions, post-LayerNorm, GELU FFN).
     Bert,
+    /// ModernBERT encoder (rotary positions, alternating global/local attention, GeGLU,
+    /// pre-LayerNorm without biases). Settings in `ModelConfig::modern_bert`.
+    ModernBert,
+    /// Decoder-only embedder (Qwen3/Llama family: RMSNorm, rotary positions, grouped-query
+    /// causal attention, SwiGLU, last-token pooling). Settings in `ModelConfig::decoder`.
+    Decoder,
 }
 
 /// Feed-forward activation.
@@ -31,6 +37,8 @@ pub enum Pooling {
     Mean,
     /// The first ([CLS]) token.
     Cls,
+    /// The last token (decoder embedders).
+    LastToken,
 }
 
 /// What the model head produces.
@@ -60,6 +68,68 @@ pub struct ModelConfig {
     /// Inputs are truncated to this many tokens (special tokens included).
     pub max_seq_len: usize,
     pub pad_token_id: u32,
+    /// ModernBERT settings; `Some` exactly when `architecture` is `ModernBert`.
+    pub modern_bert: Option<ModernBertParams>,
+    /// Decoder settings; `Some` exactly when `architecture` is `Decoder`.
+    pub decoder: Option<DecoderParams>,
+    /// Late-interaction (ColBERT) head, when the model has one.
+    pub colbert: Option<ColbertParams>,
+}
+
+/// ModernBERT's own settings (HF `ModernBertConfig`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct ModernBertParams {
+    /// Rotary base of the global-attention layers (`global_rope_theta`).
+    pub global_rope_theta: f32,
+    /// Rotary base of the local (sliding-window) layers (`local_rope_theta`).
+    pub local_rope_theta: f32,
+    /// Total window of local attention in tokens (`local_attention`); a token sees
+    /// `local_attention / 2` tokens on each side.
+    pub local_attention: usize,
+    /// Every n-th layer (starting with layer 0) attends globally (`global_attn_every_n_layers`).
+    pub global_attn_every_n_layers: usize,
+    /// LayerNorm epsilon (`norm_eps`).
+    pub norm_eps: f32,
+}
+
+/// A decoder embedder's own settings (HF `Qwen3Config` / `LlamaConfig`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct DecoderParams {
+    /// Key/value heads for grouped-query attention (`num_key_value_heads`).
+    pub num_kv_heads: usize,
+    /// Per-head width (`head_dim`; `hidden_size / num_attention_heads` when absent).
+    pub head_dim: usize,
+    /// Rotary base (`rope_theta`).
+    pub rope_theta: f32,
+    /// RMSNorm epsilon (`rms_norm_eps`).
+    pub rms_norm_eps: f32,
+    /// Qwen3 normalises queries and keys per head (`q_norm`, `k_norm`).
+    pub qk_norm: bool,
+    /// Token appended to every input before pooling (the EOS the model was trained to pool on).
+    pub eos_token_id: Option<u32>,
+    /// Template put around queries, with `{instruction}` and `{query}` (for example
+    /// `Instruct: {instruction}\nQuery:{query}`); documents are embedded as they are.
+    pub query_template: Option<String>,
+}
+
+/// A late-interaction (ColBERT / PyLate) head's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct ColbertParams {
+    /// Output width of the token projection.
+    pub dim: usize,
+    /// Marker tokens put after [CLS] on queries and documents (PyLate `[Q] `, `[D] `).
+    pub query_prefix: String,
+    pub document_prefix: String,
+    /// Queries are padded with the mask token to this length (`query_length`) when
+    /// `attend_to_expansion_tokens`-style expansion is on.
+    pub query_length: usize,
+    pub document_length: usize,
+    /// Pad queries with mask tokens (`do_query_expansion`).
+    pub query_expansion: bool,
+    /// Mask token id used for query expansion.
+    pub mask_token_id: u32,
+    /// Token ids dropped from document token vectors (punctuation skip-list).
+    pub skiplist: Vec<u32>,
 }
 
 impl ModelConfig {
@@ -172,6 +242,9 @@ impl ModelConfig {
             normalize,
             max_seq_len,
             pad_token_id: config.get("pad_token_id").and_then(Value::as_u64).unwrap_or(0) as u32,
+            modern_bert: None,
+            decoder: None,
+            colbert: None,
         };
         cfg.validate()?;
         Ok(cfg)

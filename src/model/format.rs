@@ -24,8 +24,9 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"PONDRMDL";
 const FOOTER_MAGIC: &[u8; 8] = b"PNDRMEND";
-/// Bumped whenever the layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the layout changes incompatibly. Version 2 added the architecture
+/// settings to `ModelConfig`; version 1 files (BERT only) are still read.
+pub const FORMAT_VERSION: u32 = 2;
 const ALIGN: usize = 64;
 const FOOTER_LEN: usize = 16;
 
@@ -36,6 +37,67 @@ struct Header {
     provenance: String,
     tokenizer: Section,
     tensors: Vec<Entry>,
+}
+
+/// Version 1's header: `ModelConfig` before the architecture settings were added.
+#[derive(Deserialize)]
+struct HeaderV1 {
+    config: ConfigV1,
+    precision: Precision,
+    provenance: String,
+    tokenizer: Section,
+    tensors: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct ConfigV1 {
+    architecture: super::config::Architecture,
+    head: super::config::Head,
+    vocab_size: usize,
+    hidden_size: usize,
+    num_layers: usize,
+    num_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    type_vocab_size: usize,
+    layer_norm_eps: f32,
+    activation: super::config::Activation,
+    pooling: super::config::Pooling,
+    normalize: bool,
+    max_seq_len: usize,
+    pad_token_id: u32,
+}
+
+impl From<HeaderV1> for Header {
+    fn from(h: HeaderV1) -> Header {
+        let c = h.config;
+        Header {
+            config: ModelConfig {
+                architecture: c.architecture,
+                head: c.head,
+                vocab_size: c.vocab_size,
+                hidden_size: c.hidden_size,
+                num_layers: c.num_layers,
+                num_heads: c.num_heads,
+                intermediate_size: c.intermediate_size,
+                max_position_embeddings: c.max_position_embeddings,
+                type_vocab_size: c.type_vocab_size,
+                layer_norm_eps: c.layer_norm_eps,
+                activation: c.activation,
+                pooling: c.pooling,
+                normalize: c.normalize,
+                max_seq_len: c.max_seq_len,
+                pad_token_id: c.pad_token_id,
+                modern_bert: None,
+                decoder: None,
+                colbert: None,
+            },
+            precision: h.precision,
+            provenance: h.provenance,
+            tokenizer: h.tokenizer,
+            tensors: h.tensors,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -169,9 +231,9 @@ fn read(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
         return Err(corrupt("not a ponder model file (bad magic)".into()));
     }
     let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(corrupt(format!(
-            "model format version {version}; this ponder reads version {FORMAT_VERSION}"
+            "model format version {version}; this ponder reads versions 1 to {FORMAT_VERSION}"
         )));
     }
     let foot = &b[b.len() - FOOTER_LEN..];
@@ -187,8 +249,13 @@ fn read(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
     if 16 + header_len > body_len {
         return Err(corrupt("header runs past the end of the file".into()));
     }
-    let header: Header =
-        postcard::from_bytes(&b[16..16 + header_len]).map_err(|e| corrupt(format!("header: {e}")))?;
+    let raw_header = &b[16..16 + header_len];
+    let header: Header = if version == 1 {
+        postcard::from_bytes::<HeaderV1>(raw_header).map(Header::from)
+    } else {
+        postcard::from_bytes(raw_header)
+    }
+    .map_err(|e| corrupt(format!("header: {e}")))?;
     let data_start = (16 + header_len).div_ceil(ALIGN) * ALIGN;
 
     let section = |s: &Section| -> Result<Bytes> {
@@ -261,5 +328,13 @@ mod tests {
         ] {
             read_bytes(Bytes::from_static(bytes), Path::new(name)).unwrap();
         }
+    }
+
+    #[test]
+    fn the_default_models_fingerprint_is_stable() {
+        // Every index is stamped with this; if it changes, every user's index must be rebuilt.
+        // Settings added to `ModelConfig` after format 1 must not enter it while unset.
+        let w = read_embedded(crate::model::embedded::DEFAULT_MODEL, "default model").unwrap();
+        assert_eq!(w.fingerprint(), "43472145c76b5e27");
     }
 }

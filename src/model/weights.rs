@@ -199,7 +199,13 @@ impl ModelWeights {
     /// fingerprint produce the same vectors.
     pub fn fingerprint(&self) -> String {
         let mut h = crc32fast::Hasher::new();
-        h.update(serde_json::to_string(&self.config).unwrap_or_default().as_bytes());
+        // Settings added after format 1 are left out while unset, so that a BERT model keeps
+        // the fingerprint its indexes were stamped with.
+        let mut cfg = serde_json::to_string(&self.config).unwrap_or_default();
+        for unset in [",\"modern_bert\":null", ",\"decoder\":null", ",\"colbert\":null"] {
+            cfg = cfg.replace(unset, "");
+        }
+        h.update(cfg.as_bytes());
         h.update(&self.tokenizer_json);
         let mut h2 = crc32fast::Hasher::new();
         for (name, t) in &self.tensors {
