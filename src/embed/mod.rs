@@ -2,6 +2,7 @@
 //! Owns batching (length-sorted, token-budgeted) and the choice of runtime; knows nothing
 //! about files or indexes.
 
+pub mod attention;
 pub mod burn_bert;
 pub mod decoder;
 pub mod kernels;

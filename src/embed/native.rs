@@ -10,13 +10,15 @@ use crate::error::Result;
 use crate::model::config::{Activation, Head, ModelConfig, Pooling};
 use crate::model::{ModelWeights, Precision};
 
-enum Linear {
+/// A Linear layer (f32 or int8 per output channel); a missing `{name}.bias` is zero, for
+/// architectures without biases.
+pub(crate) enum Linear {
     F32 { w: Vec<f32>, bias: Vec<f32>, n: usize, k: usize },
     I8 { w: PackedI8, bias: Vec<f32> },
 }
 
 impl Linear {
-    fn load(weights: &ModelWeights, names: &[&str], precision: Precision) -> Result<Self> {
+    pub(crate) fn load(weights: &ModelWeights, names: &[&str], precision: Precision) -> Result<Self> {
         // Several Linear layers with the same input may be fused (q, k, v) by stacking rows.
         let mut w = Vec::new();
         let mut bias = Vec::new();
@@ -27,7 +29,10 @@ impl Linear {
         let all_i8 = precision == Precision::Int8 && tensors.iter().all(|t| t.i8_parts().is_some());
         let mut i8_parts: Option<(Vec<i8>, Vec<f32>)> = all_i8.then(|| (Vec::new(), Vec::new()));
         for (name, t) in names.iter().zip(&tensors) {
-            bias.extend(weights.get(&format!("{name}.bias"))?.to_f32());
+            match weights.tensors.get(&format!("{name}.bias")) {
+                Some(b) => bias.extend(b.to_f32()),
+                None => bias.extend(std::iter::repeat_n(0f32, t.shape[0])),
+            }
             k = t.shape[1];
             match (t.i8_parts(), &mut i8_parts) {
                 (Some((q, s)), Some((qa, sa))) => {
@@ -49,14 +54,15 @@ impl Linear {
         })
     }
 
-    fn n(&self) -> usize {
+    pub(crate) fn n(&self) -> usize {
         match self {
             Linear::F32 { n, .. } => *n,
             Linear::I8 { w, .. } => w.n,
         }
     }
 
-    fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
+    /// `x · wᵀ + bias` for `m` rows of `x`.
+    pub(crate) fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
         let mut y = vec![0f32; m * self.n()];
         match self {
             Linear::F32 { w, bias, n, k } => kernels::gemm_f32_bias(x, w, bias, &mut y, m, *n, *k),
