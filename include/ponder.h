@@ -30,10 +30,10 @@
  * -----------
  * Search request (the body `ponder serve` takes; only "query" or "queries" is required):
  *   {"query": "how long to proof dough", "queries": ["..."], "k": 10,
- *    "mode": "hybrid|dense|lexical", "fusion": "weighted|rrf", "dense_weight": 0.5, "rrf_k": 60,
+ *    "mode": "hybrid|dense|lexical|late", "fusion": "zscore|weighted|rrf", "dense_weight": 0.6, "rrf_k": 60,
  *    "candidates": 100, "exact": false, "long_query": "truncate|split",
  *    "prf_dense": 0, "prf_dense_beta": 0.5, "rm3": 0, "rm3_terms": 10, "rm3_weight": 0.5,
- *    "rerank": false, "rerank_top": 20, "rerank_weight": 0.3,
+ *    "rerank": false, "rerank_top": 20, "rerank_weight": 0.3, "rerank_min_spread": 1.0,
  *    "path": ["notes", "*.md", "!drafts"], "type": ["pdf|md|html|code|text"],
  *    "after": "YYYY-MM-DD", "before": "YYYY-MM-DD",
  *    "per_file": 2, "files": false, "dedup": true, "explain": false}

@@ -108,10 +108,12 @@ pub struct SearchRequest {
     pub k: usize,
     /// `hybrid`, `dense` or `lexical`.
     pub mode: Mode,
-    /// Hybrid fusion: `weighted` (min-max normalised scores) or `rrf`.
+    /// Hybrid fusion: `zscore` (standardised scores, the default), `weighted` (min-max
+    /// normalised scores) or `rrf`.
     pub fusion: String,
-    /// Dense weight of weighted fusion.
-    pub dense_weight: f32,
+    /// Dense weight of `zscore` or `weighted` fusion (0..=1); unset: 0.6 for `zscore`, 0.5
+    /// for `weighted`.
+    pub dense_weight: Option<f32>,
     /// RRF constant.
     pub rrf_k: f32,
     /// Candidates per retriever before fusion.
@@ -137,6 +139,9 @@ pub struct SearchRequest {
     pub rerank_top: usize,
     /// The reranker's share of the interpolated score.
     pub rerank_weight: f32,
+    /// The reranker reorders a query's candidates only when the standard deviation of its
+    /// scores is at least this (it can tell them apart); 0 always reranks.
+    pub rerank_min_spread: f32,
     /// Only files whose path matches one of these globs; a glob starting with `!` excludes.
     /// A relative glob matches anywhere (`*.md` is `**/*.md`); a plain path matches the file
     /// or everything under the folder.
@@ -166,8 +171,8 @@ impl Default for SearchRequest {
             queries: Vec::new(),
             k: 10,
             mode: Mode::Hybrid,
-            fusion: "weighted".into(),
-            dense_weight: 0.5,
+            fusion: "zscore".into(),
+            dense_weight: None,
             rrf_k: 60.0,
             candidates: 100,
             exact: false,
@@ -181,6 +186,7 @@ impl Default for SearchRequest {
             // 20 and 0.3 were measured best on SciFact and held-out SQuAD (models/RERANKER.md).
             rerank_top: 20,
             rerank_weight: 0.3,
+            rerank_min_spread: crate::rerank::DEFAULT_MIN_SPREAD,
             path: Vec::new(),
             kinds: Vec::new(),
             after: None,
@@ -248,10 +254,10 @@ impl SearchRequest {
         if !(1..=MAX_CANDIDATES).contains(&self.candidates) {
             return bad(format!("candidates must be between 1 and {MAX_CANDIDATES}"));
         }
-        if self.fusion != "weighted" && self.fusion != "rrf" {
-            return bad(format!("unknown fusion {:?} (weighted, rrf)", self.fusion));
+        if !["zscore", "weighted", "rrf"].contains(&self.fusion.as_str()) {
+            return bad(format!("unknown fusion {:?} (zscore, weighted, rrf)", self.fusion));
         }
-        if !(0.0..=1.0).contains(&self.dense_weight) {
+        if self.dense_weight.is_some_and(|w| !(0.0..=1.0).contains(&w)) {
             return bad("dense_weight must be between 0 and 1".into());
         }
         if !(self.rrf_k > 0.0) {
@@ -262,6 +268,9 @@ impl SearchRequest {
         }
         if !(0.0..=1.0).contains(&self.rerank_weight) {
             return bad("rerank_weight must be between 0 and 1".into());
+        }
+        if !(self.rerank_min_spread >= 0.0 && self.rerank_min_spread.is_finite()) {
+            return bad("rerank_min_spread must be a finite number >= 0".into());
         }
         if self.prf_dense > MAX_K || self.rm3 > MAX_K || self.rm3_terms > MAX_K {
             return bad(format!("prf_dense, rm3 and rm3_terms are at most {MAX_K}"));
@@ -276,8 +285,9 @@ impl SearchRequest {
     pub fn options(&self) -> Result<SearchOptions> {
         let fusion = match self.fusion.as_str() {
             "rrf" => Fusion::Rrf { k: self.rrf_k },
-            "weighted" => Fusion::Weighted { dense_weight: self.dense_weight },
-            other => return Err(Error::InvalidInput(format!("unknown fusion {other:?} (weighted, rrf)"))),
+            "zscore" => Fusion::ZScore { dense_weight: self.dense_weight.unwrap_or(crate::fuse::ZSCORE_DENSE_WEIGHT) },
+            "weighted" => Fusion::Weighted { dense_weight: self.dense_weight.unwrap_or(crate::fuse::WEIGHTED_DENSE_WEIGHT) },
+            other => return Err(Error::InvalidInput(format!("unknown fusion {other:?} (zscore, weighted, rrf)"))),
         };
         let k = if self.rerank { self.k.max(self.rerank_top) } else { self.k };
         Ok(SearchOptions {
@@ -289,6 +299,7 @@ impl SearchRequest {
             rocchio: (self.prf_dense > 0).then_some(Rocchio { docs: self.prf_dense, beta: self.prf_dense_beta }),
             rm3: (self.rm3 > 0).then_some(Rm3 { docs: self.rm3, terms: self.rm3_terms, original_weight: self.rm3_weight }),
             long_query: self.long_query,
+            instruction: None,
         })
     }
 
@@ -719,6 +730,13 @@ impl Engine {
         opts.k = opts.k.max(pool);
         opts.candidates = opts.candidates.max(opts.k);
         let embedder = self.query_embedder()?;
+        let built = &snap.reader.manifest.model;
+        if req.mode != Mode::Lexical && embedder.dim() != built.dim {
+            return Err(Error::InvalidInput(format!(
+                "the index in {} was built with model {} ({} dimensions); this model gives {} dimensions: search with that model, or re-index with --rebuild",
+                self.dir.display(), built.name, built.dim, embedder.dim()
+            )));
+        }
         let live = filter.restrict(&snap.reader.manifest);
         let mut searcher = Searcher::new(&snap.reader, &embedder);
         if let Some(l) = &live {
@@ -746,7 +764,7 @@ impl Engine {
         if explain {
             out.rerank = ranked[..n].iter().map(|x| x.0).zip(scores.iter().copied()).collect();
         }
-        out.ranked = crate::rerank::interpolate(&ranked, &scores, req.rerank_weight);
+        out.ranked = crate::rerank::interpolate_gated(&ranked, &scores, req.rerank_weight, req.rerank_min_spread);
         Ok(out)
     }
 

@@ -17,7 +17,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("unsupported model architecture {0:?} (supported: bert)")]
+    #[error("unsupported model architecture {0:?} (supported: bert, modernbert, qwen3, qwen2, llama)")]
     UnsupportedArchitecture(String),
 
     #[error("tensor {name}: {problem}")]

@@ -284,7 +284,7 @@ pub fn run_queries(
     opts: &SearchOptions,
     filter: Option<&LiveSet>,
 ) -> Result<QueryRun> {
-    let mut searcher = Searcher::new(reader, embedder);
+    let mut searcher = Searcher::new(reader, embedder).with_instruction(opts.instruction.as_deref());
     if let Some(f) = filter {
         searcher = searcher.with_filter(f);
     }
@@ -356,10 +356,14 @@ pub struct RerankGrid {
     /// The deepest depth, and milliseconds per query for it.
     pub deepest: usize,
     pub ms_per_query_deepest: f64,
+    /// The reranker's scores of each query's top `deepest` candidates, in query order.
+    #[serde(skip)]
+    pub scores: Vec<Vec<f32>>,
 }
 
 /// Scores the deepest of `tops` once per query with `reranker`, then evaluates every
-/// (top, weight) pair by interpolation; the first cell is the retriever alone (`base`).
+/// (top, weight) pair by interpolation (gated per query by `min_spread`, see
+/// [`crate::rerank::gate`]); the first cell is the retriever alone (`base`).
 /// `on` hears (queries done, total) while it scores.
 #[allow(clippy::too_many_arguments)]
 pub fn rerank_grid(
@@ -369,6 +373,7 @@ pub fn rerank_grid(
     reranker: &Reranker,
     tops: &[usize],
     weights: &[f32],
+    min_spread: f32,
     k: usize,
     base: &Metrics,
     on: &mut dyn FnMut(usize, usize),
@@ -399,13 +404,20 @@ pub fn rerank_grid(
         for &w in weights {
             let mut run = HashMap::new();
             for (((qid, _), ranked), s) in c.queries.iter().zip(lists).zip(&scores) {
-                let out = crate::rerank::interpolate(ranked, &s[..top.min(s.len())], w);
+                let out = crate::rerank::interpolate_gated(ranked, &s[..top.min(s.len())], w, min_spread);
                 run.insert(qid.clone(), out.iter().filter_map(|(id, _)| reader.path_of(*id).map(String::from)).collect());
             }
             cells.push(GridCell { rerank_top: top, rerank_weight: w, metrics: evaluate_at(c, &run, k) });
         }
     }
-    Ok(RerankGrid { cells, first_top: first, ms_per_query: first_s / nq * 1e3, deepest, ms_per_query_deepest: total_s / nq * 1e3 })
+    Ok(RerankGrid {
+        cells,
+        first_top: first,
+        ms_per_query: first_s / nq * 1e3,
+        deepest,
+        ms_per_query_deepest: total_s / nq * 1e3,
+        scores,
+    })
 }
 
 /// Where evaluation indexes are cached: `$XDG_CACHE_HOME/ponder/eval`.

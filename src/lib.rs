@@ -17,6 +17,7 @@
 //! - [`present`]: results, snippets and highlighting;
 //! - [`eval`]: BEIR/BRIGHT collections and trec_eval-style metrics;
 //! - [`train`]: training a cross-encoder reranker with burn's autodiff;
+//! - [`distill`]: distilling a smaller bi-encoder from a bigger one on unlabeled text;
 //! - [`engine`]: the facade applications use: [`Engine`] opens an index with its models, indexes
 //!   (with progress and cancellation), searches (with filters and reranking), and reports;
 //! - [`serve`], [`mcp`], [`watch`]: the warm HTTP server, the MCP server for agents, and the
@@ -29,6 +30,7 @@
 pub mod capi;
 pub mod chunk;
 pub mod device;
+pub mod distill;
 pub mod engine;
 pub mod eval;
 pub mod embed;

@@ -70,6 +70,11 @@ struct RerankArgs {
     /// comma-separated list). 0.3 measured best of 0/0.3/0.5/0.7/1 on SciFact and held-out SQuAD.
     #[arg(long, value_delimiter = ',', default_value = "0.3")]
     rerank_weight: Vec<f32>,
+    /// Rerank a query's candidates only when the reranker's scores spread at least this much
+    /// (standard deviation of its logits): flat scores mean it cannot tell them apart. 0 always
+    /// reranks.
+    #[arg(long, default_value_t = ponder::rerank::DEFAULT_MIN_SPREAD)]
+    rerank_min_spread: f32,
 }
 
 impl RerankArgs {
@@ -94,12 +99,13 @@ impl RerankArgs {
 struct RetrievalArgs {
     #[arg(long, value_enum, default_value = "hybrid")]
     mode: Mode,
-    /// Hybrid fusion: weighted (min-max normalised scores) or rrf (reciprocal rank).
-    #[arg(long, default_value = "weighted")]
+    /// Hybrid fusion: zscore (standardised scores), weighted (min-max normalised scores) or
+    /// rrf (reciprocal rank).
+    #[arg(long, default_value = "zscore")]
     fusion: String,
-    /// Dense weight for --fusion weighted.
-    #[arg(long, default_value_t = 0.5)]
-    dense_weight: f32,
+    /// Dense weight for --fusion zscore (default 0.6) or weighted (default 0.5).
+    #[arg(long)]
+    dense_weight: Option<f32>,
     /// RRF constant.
     #[arg(long, default_value_t = 60.0)]
     rrf_k: f32,
@@ -413,6 +419,14 @@ enum Command {
         /// Where evaluation indexes are kept (default: the user cache directory).
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// Put this task instruction before every query for the dense model (as `ponder index
+        /// --instruction` does for an index), to measure one before indexing with it.
+        #[arg(long)]
+        instruction: Option<String>,
+        /// Also write each query's ranking to this file, one JSON line per query:
+        /// `{"qid": ..., "ranked": [[doc_id, score], ...]}` (for comparing or fusing runs).
+        #[arg(long)]
+        run_out: Option<PathBuf>,
         /// Search only the documents these filters keep (paths are document ids). With a filter
         /// and HNSW, the run is also compared with exact filtered search (`filter_recall@k`).
         #[command(flatten)]
@@ -513,6 +527,73 @@ enum TrainCommand {
         #[arg(long, default_value_t = 20.0)]
         distill_scale: f64,
     },
+    /// Distil a smaller bi-encoder (a subset of the teacher's layers) from an embedding model
+    /// on unlabeled text; resumes from --checkpoint when it exists.
+    Distill(DistillArgs),
+}
+
+#[derive(clap::Args)]
+struct DistillArgs {
+    /// Teacher: `default` (the built-in model), a Hugging Face directory or a ponder file.
+    #[arg(long, default_value = "default")]
+    teacher: ModelSource,
+    /// Student layers: a count (spread over the teacher's) or teacher layer indices (0,2,4).
+    #[arg(long, default_value = "3")]
+    layers: String,
+    /// Unlabeled text: a .jsonl file ({"title", "text"} per line) or a folder to read.
+    #[arg(long)]
+    data: PathBuf,
+    /// The student model file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "int8")]
+    precision: Precision,
+    /// Checkpoint file (default: OUT with .ckpt).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    #[arg(long, default_value_t = 25)]
+    checkpoint_every: usize,
+    /// Validate every N steps (0: at the start and the end only).
+    #[arg(long, default_value_t = 0)]
+    eval_every: usize,
+    /// Passages held back for validation.
+    #[arg(long, default_value_t = 256)]
+    val_passages: usize,
+    #[arg(long, default_value_t = 10)]
+    progress_every: usize,
+    /// Stop with a checkpoint after this many minutes; rerunning resumes.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// Where to train: auto (a real GPU if present, else burn flex on the CPU), flex, gpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Passages per step, each with one pseudo-query.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    /// Longest passage window in words.
+    #[arg(long, default_value_t = 80)]
+    max_words: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.05)]
+    warmup: f64,
+    /// Weight of the squared distance to the teacher's vectors.
+    #[arg(long, default_value_t = 1.0)]
+    mse_weight: f64,
+    /// Weight of the KL divergence to the teacher's in-batch similarity distributions.
+    #[arg(long, default_value_t = 1.0)]
+    kl_weight: f64,
+    #[arg(long, default_value_t = 20.0)]
+    scale: f64,
+    /// Also train the word-embedding table.
+    #[arg(long)]
+    train_word_embeddings: bool,
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -701,6 +782,7 @@ fn run(command: Command) -> Result<()> {
             req.rerank = rerank.rerank;
             req.rerank_top = rerank.rerank_top[0];
             req.rerank_weight = rerank.rerank_weight[0];
+            req.rerank_min_spread = rerank.rerank_min_spread;
             filter.apply(&mut req);
             present.apply(&mut req);
             let opts = EngineOptions {
@@ -763,14 +845,15 @@ fn run(command: Command) -> Result<()> {
                 std::thread::park();
             }
         }
-        Command::Eval { dir, retrieval, rerank, k, json, model, vectors, split, max_queries, cache, filter } => {
+        Command::Eval { dir, retrieval, rerank, k, json, model, vectors, split, max_queries, cache, instruction, run_out, filter } => {
             rerank.check()?;
             let mut opts = retrieval.request(100.max(k)).options()?;
             opts.candidates = opts.candidates.max(100);
+            opts.instruction = instruction;
             let device = model.device;
             let filter = ponder::engine::Filter::new(&filter.path, &filter.kinds, filter.after.as_deref(), filter.before.as_deref())?;
             let rr = rerank.rerank.then_some(&rerank);
-            run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache, rr, device, &filter)
+            run_eval(&dir, &split, &model, vectors, &opts, k, json, max_queries, cache, run_out, rr, device, &filter)
         }
         Command::Model { command: ModelCommand::Import { hf_dir, out_file, precision, provenance } } => {
             let t = Instant::now();
@@ -811,7 +894,11 @@ fn train(command: TrainCommand) -> Result<()> {
         data, val, val_split, val_queries, val_candidates, init, out, precision, checkpoint, checkpoint_every,
         eval_every, progress_every, max_minutes, dense_negatives, device, loss, steps, negatives, queries_per_step,
         max_len, lr, warmup, hard_share, mine_depth, train_word_embeddings, seed, distill_from, distill_scale,
-    } = command;
+    } = command
+    else {
+        let TrainCommand::Distill(args) = command else { unreachable!("two train commands") };
+        return train_distill(args);
+    };
     if !(1..=512).contains(&max_len) {
         bail!("--max-len must be between 1 and 512");
     }
@@ -848,6 +935,38 @@ fn train(command: TrainCommand) -> Result<()> {
         max_minutes, dense_negatives,
     };
     let report = ponder::train::run(&weights, opts, device, &rc, teacher.as_ref(), &|line| eprintln!("{line}"))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn train_distill(a: DistillArgs) -> Result<()> {
+    let teacher_w = a.teacher.load().with_context(|| format!("loading --teacher {}", engine::model_name(&a.teacher)))?;
+    let layers = ponder::distill::parse_layers(&a.layers, teacher_w.config.num_layers)?;
+    // The student trains on burn (flex on the CPU, wgpu on a GPU); the teacher runs where it
+    // is fastest: the native runtime on the CPU, the GPU when training there.
+    let (device, teacher_on) = match ponder::device::resolve(match a.device {
+        DeviceChoice::Cpu | DeviceChoice::Flex => DeviceChoice::Flex,
+        other => other,
+    })? {
+        ponder::device::Resolved::Burn { device, name } => {
+            let on_gpu = !name.contains("flex");
+            eprintln!("training on {name}");
+            (device, if on_gpu { DeviceChoice::Gpu } else { DeviceChoice::Cpu })
+        }
+        ponder::device::Resolved::NativeCpu => (burn::tensor::Device::flex(), DeviceChoice::Cpu),
+    };
+    let teacher = Embedder::new(&teacher_w, engine::compute_precision(None, &teacher_w)?, teacher_on)?;
+    let opts = ponder::distill::DistillOptions {
+        layers, batch: a.batch, max_len: a.max_len, max_words: a.max_words, steps: a.steps, lr: a.lr, warmup: a.warmup,
+        train_word_embeddings: a.train_word_embeddings, mse_weight: a.mse_weight, kl_weight: a.kl_weight, scale: a.scale,
+        seed: a.seed, ..Default::default()
+    };
+    let rc = ponder::distill::DistillRun {
+        checkpoint: a.checkpoint.unwrap_or_else(|| a.out.with_extension("ckpt")),
+        data: a.data, out: a.out, precision: a.precision, checkpoint_every: a.checkpoint_every, eval_every: a.eval_every,
+        val_passages: a.val_passages, progress_every: a.progress_every, max_minutes: a.max_minutes,
+    };
+    let report = ponder::distill::run(&teacher_w, &teacher, &opts, device, &rc, &|line| eprintln!("{line}"))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
@@ -1031,6 +1150,7 @@ fn run_eval(
     json: bool,
     max_queries: Option<usize>,
     cache: Option<PathBuf>,
+    run_out: Option<PathBuf>,
     rerank: Option<&RerankArgs>,
     device: DeviceChoice,
     filter: &ponder::engine::Filter,
@@ -1052,6 +1172,25 @@ fn run_eval(
     let live = filter.restrict(&reader.manifest);
     let q = eval::run_queries(&c, &reader, &embedder, opts, live.as_ref())?;
     let m = eval::evaluate_at(&c, &q.run, k);
+    // Each query's ranking (and, with --rerank, the reranker's scores of its top candidates).
+    let write_run = |rerank_scores: Option<&[Vec<f32>]>| -> Result<()> {
+        let Some(path) = &run_out else { return Ok(()) };
+        let mut out = String::new();
+        for (i, ((qid, _), list)) in c.queries.iter().zip(&q.lists).enumerate() {
+            let ranked: Vec<(&str, f32)> =
+                list.iter().filter_map(|(id, s)| reader.path_of(*id).map(|p| (p, *s))).collect();
+            let mut line = serde_json::json!({ "qid": qid, "ranked": ranked });
+            if let Some(s) = rerank_scores.and_then(|s| s.get(i)) {
+                line["rerank"] = serde_json::json!(s);
+            }
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+    };
+    if rerank.is_none() {
+        write_run(None)?;
+    }
     // With a filter, how much of exact filtered search's top k the approximate search found.
     let filter_recall = match &live {
         Some(l) if !opts.exact => Some(eval::filter_recall(&c, &reader, &embedder, opts, l, &q, k)?),
@@ -1061,12 +1200,13 @@ fn run_eval(
     if let Some(args) = rerank {
         let reranker = args.load(device)?;
         let mut last = Instant::now();
-        let grid = eval::rerank_grid(&c, &reader, &q.lists, &reranker, &args.rerank_top, &args.rerank_weight, k, &m, &mut |i, n| {
+        let grid = eval::rerank_grid(&c, &reader, &q.lists, &reranker, &args.rerank_top, &args.rerank_weight, args.rerank_min_spread, k, &m, &mut |i, n| {
             if !json && last.elapsed().as_secs_f64() > 10.0 {
                 last = Instant::now();
                 eprintln!("reranking {}: {i}/{n} queries", c.name);
             }
         })?;
+        write_run(Some(&grid.scores))?;
         let rows: Vec<serde_json::Value> = grid
             .cells
             .iter()
@@ -1260,10 +1400,12 @@ fn bench_search(dir: &std::path::Path, queries: Option<PathBuf>, n: usize, k: us
     };
     println!("{}", serde_json::json!({"event": "open", "index_open_ms": open_ms, "model_load_ms": model_ms,
         "chunks": reader.manifest.live_chunks(), "disk_bytes": reader.disk_bytes(),
-        "bytes_per_chunk": reader.disk_bytes() as f64 / reader.manifest.live_chunks().max(1) as f64}));
+        "bytes_per_chunk": reader.disk_bytes() as f64 / reader.manifest.live_chunks().max(1) as f64,
+        "token_bytes_per_chunk": reader.manifest.token_files.iter().map(|f| f.bytes).sum::<u64>() as f64 / reader.manifest.live_chunks().max(1) as f64}));
     let searcher = Searcher::new(reader, &embedder);
     let mut hybrid_ms = Vec::new();
-    for mode in [Mode::Dense, Mode::Lexical, Mode::Hybrid] {
+    // `late` (MaxSim over stored token vectors) where the index has them.
+    for mode in [Mode::Dense, Mode::Lexical, Mode::Hybrid, Mode::Late].into_iter().filter(|m| *m != Mode::Late || reader.has_tokens()) {
         let opts = SearchOptions { k, mode, ..Default::default() };
         let mut lat = Vec::new();
         for q in &qs {

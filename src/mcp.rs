@@ -567,8 +567,8 @@ fn tool_definitions() -> Vec<Tool> {
                         "description": "How many passages to return."
                     },
                     "mode": {
-                        "type": "string", "enum": ["hybrid", "dense", "lexical"], "default": "hybrid",
-                        "description": "hybrid: meaning and words together (best in general); dense: meaning only (paraphrases, other vocabulary); lexical: BM25 on exact words (names, identifiers, error messages)."
+                        "type": "string", "enum": ["hybrid", "dense", "lexical", "late"], "default": "hybrid",
+                        "description": "hybrid: meaning and words together (best in general); dense: meaning only (paraphrases, other vocabulary); lexical: BM25 on exact words (names, identifiers, error messages); late: hybrid candidates ranked by token-level MaxSim (only for indexes built with a ColBERT model)."
                     },
                     "rerank": {
                         "type": "boolean", "default": false,

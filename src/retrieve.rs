@@ -14,6 +14,11 @@ pub enum Mode {
     Hybrid,
     Dense,
     Lexical,
+    /// Late interaction (indexes built with a ColBERT model): the hybrid candidates (the
+    /// union of the dense and lexical lists, `candidates` from each) ranked by MaxSim over
+    /// the chunks' stored token vectors alone. An explicit mode rather than the default: with
+    /// no relevance data measured for it yet, the hybrid ranking stays what `hybrid` means.
+    Late,
 }
 
 /// Dense pseudo-relevance feedback (Rocchio): `q' = q + beta * mean(top docs)`, renormalised.
@@ -56,6 +61,8 @@ pub struct SearchOptions {
     pub rocchio: Option<Rocchio>,
     pub rm3: Option<Rm3>,
     pub long_query: LongQuery,
+    /// Overrides the index's query instruction for this search (`Some("")`: none).
+    pub instruction: Option<String>,
 }
 
 impl Default for SearchOptions {
@@ -69,6 +76,7 @@ impl Default for SearchOptions {
             rocchio: None,
             rm3: None,
             long_query: LongQuery::default(),
+            instruction: None,
         }
     }
 }
@@ -78,11 +86,22 @@ pub struct Searcher<'a> {
     pub embedder: &'a Embedder,
     /// Only these chunks are candidates (a filter); `None` means every live chunk.
     pub filter: Option<&'a LiveSet>,
+    /// The task instruction put on queries: the index's (`ponder index --instruction`) unless
+    /// overridden with [`Searcher::with_instruction`].
+    pub instruction: Option<String>,
 }
 
 impl<'a> Searcher<'a> {
     pub fn new(reader: &'a IndexReader, embedder: &'a Embedder) -> Self {
-        Searcher { reader, embedder, filter: None }
+        Searcher { reader, embedder, filter: None, instruction: reader.manifest.query_instruction.clone() }
+    }
+
+    /// Uses `instruction` on queries instead of the index's (`Some("")`: none).
+    pub fn with_instruction(mut self, instruction: Option<&str>) -> Self {
+        if let Some(i) = instruction {
+            self.instruction = (!i.is_empty()).then(|| i.to_string());
+        }
+        self
     }
 
     /// Restricts candidates to `live` (which should be a subset of the reader's live chunks).
@@ -97,10 +116,7 @@ impl<'a> Searcher<'a> {
 
     /// The text the dense model sees for a query.
     pub fn dense_query(&self, query: &str) -> String {
-        match &self.reader.manifest.query_instruction {
-            Some(i) => format!("{i} {query}"),
-            None => query.to_string(),
-        }
+        self.embedder.config().query_text(self.instruction.as_deref(), query)
     }
 
     /// The query vector: one window, or the normalised mean of its windows.
@@ -110,13 +126,13 @@ impl<'a> Searcher<'a> {
         let window = tok.max_len().saturating_sub(2).max(1);
         let spans = tok.token_spans(&text);
         if long == LongQuery::Truncate || spans.len() <= window {
-            return Ok(self.embedder.embed(&[&text])?.remove(0));
+            return Ok(self.embedder.embed_queries(&[&text])?.remove(0));
         }
         let parts: Vec<&str> = spans
             .chunks(window)
             .map(|w| &text[w[0].0..w[w.len() - 1].1])
             .collect();
-        let vecs = self.embedder.embed(&parts)?;
+        let vecs = self.embedder.embed_queries(&parts)?;
         let mut mean = vec![0f32; vecs[0].len()];
         for v in &vecs {
             for (m, x) in mean.iter_mut().zip(v) {
@@ -128,7 +144,11 @@ impl<'a> Searcher<'a> {
     }
 
     fn dense_list(&self, query: &str, n: usize, opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
-        let mut q = self.query_vector(query, opts.long_query)?;
+        self.dense_from(self.query_vector(query, opts.long_query)?, n, opts)
+    }
+
+    /// Dense candidates for the query vector `q` (with Rocchio feedback if asked).
+    fn dense_from(&self, mut q: Vec<f32>, n: usize, opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
         let first = self.reader.dense_in(&q, n, opts.exact, self.live())?;
         let Some(r) = opts.rocchio else { return Ok(first) };
         let mut centroid = vec![0f32; q.len()];
@@ -184,6 +204,37 @@ impl<'a> Searcher<'a> {
         lex.search_weighted(&weights, n, self.live())
     }
 
+    /// `candidates` ranked by MaxSim between the query's token vectors and each chunk's
+    /// stored ones (best first; ties keep the candidates' order). Chunks without stored
+    /// tokens keep their order below the others.
+    fn late_rerank(&self, q: &crate::embed::colbert::TokenMatrix, candidates: &[(u64, f32)]) -> Result<Vec<(u64, f32)>> {
+        use rayon::prelude::*;
+        let sims = candidates.par_iter().map(|&(id, _)| self.reader.maxsim(q, id)).collect::<Result<Vec<_>>>()?;
+        let mut scored = Vec::with_capacity(candidates.len());
+        let mut rest = Vec::new();
+        for (&(id, s), m) in candidates.iter().zip(sims) {
+            match m {
+                Some(m) => scored.push((id, m)),
+                None => rest.push((id, s)),
+            }
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let floor = scored.last().map_or(0.0, |x| x.1);
+        scored.extend(rest.into_iter().enumerate().map(|(i, (id, _))| (id, floor - 1.0 - i as f32)));
+        Ok(scored)
+    }
+
+    /// A query's late-interaction token vectors (with the instruction, as dense queries).
+    fn query_tokens(&self, query: &str) -> Result<crate::embed::colbert::TokenMatrix> {
+        if !self.embedder.is_late_interaction() || !self.reader.has_tokens() {
+            return Err(crate::Error::InvalidInput(
+                "--mode late needs an index built with a late-interaction (ColBERT) model".into(),
+            ));
+        }
+        let text = self.dense_query(query);
+        Ok(self.embedder.embed_tokens(&[&text], true)?.remove(0))
+    }
+
     /// Ranked (chunk id, score) for one or more queries; several queries are fused by RRF.
     pub fn search(&self, queries: &[String], opts: &SearchOptions) -> Result<Vec<(u64, f32)>> {
         self.search_with_signals(queries, opts, None)
@@ -223,6 +274,18 @@ impl<'a> Searcher<'a> {
                         Signals::record(&mut s.lexical, &l);
                     }
                     fuse::fuse(&d, &l, opts.fusion)
+                }
+                Mode::Late => {
+                    // The query's token vectors serve both stages: their mean is the dense
+                    // query vector (as a chunk's is its stored one), then MaxSim.
+                    let tokens = self.query_tokens(q)?;
+                    let d = self.dense_from(tokens.mean_normalized(), n, opts)?;
+                    let l = self.lexical_list(q, n, opts)?;
+                    if let Some(s) = signals.as_deref_mut() {
+                        Signals::record(&mut s.dense, &d);
+                        Signals::record(&mut s.lexical, &l);
+                    }
+                    self.late_rerank(&tokens, &fuse::fuse(&d, &l, opts.fusion))?
                 }
             };
             per_query.push(list);

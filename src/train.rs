@@ -383,6 +383,13 @@ impl Trainer {
     /// Starts from `init` (an embedding model or a cross-encoder), or resumes from
     /// `checkpoint` if that file exists and was made from the same model and options.
     pub fn new(init: &ModelWeights, opts: TrainOptions, device: Device, checkpoint: PathBuf) -> Result<Self> {
+        Self::new_tagged(init, opts, device, checkpoint, "")
+    }
+
+    /// [`Trainer::new`] for a caller with settings of its own beyond [`TrainOptions`] (a loss
+    /// mix, say): `tag` names them, and a checkpoint made under another tag is refused like
+    /// one made from another model.
+    pub fn new_tagged(init: &ModelWeights, opts: TrainOptions, device: Device, checkpoint: PathBuf, tag: &str) -> Result<Self> {
         let base = if opts.distill {
             if init.config.head != Head::Embedding {
                 return Err(Error::InvalidInput("distillation trains a bi-encoder: --init must be an embedding model".into()));
@@ -392,7 +399,7 @@ impl Trainer {
             cross_encoder_init(init, opts.seed)
         };
         let tokenizer = TextTokenizer::from_json(&base.tokenizer_json, opts.max_len.min(base.config.max_position_embeddings))?;
-        let init_fingerprint = init.fingerprint();
+        let init_fingerprint = if tag.is_empty() { init.fingerprint() } else { format!("{}+{tag}", init.fingerprint()) };
         let device = device.autodiff();
         let model = BurnBert::new(&base, device.clone())?;
         let mut t = Trainer {
@@ -448,7 +455,7 @@ impl Trainer {
         }
         if ck.init != self.init_fingerprint {
             return Err(Error::InvalidInput(format!(
-                "{} was trained from another model; remove it or pick another --out",
+                "{} was trained from another model or with other settings; remove it or pick another --out",
                 path.display()
             )));
         }
@@ -503,7 +510,7 @@ impl Trainer {
     }
 
     /// The learning rate at `step`: linear warm-up, then linear decay to zero.
-    fn lr_at(&self, step: usize) -> f64 {
+    pub fn lr_at(&self, step: usize) -> f64 {
         let total = self.opts.steps.max(1) as f64;
         let warm = (self.opts.warmup * total).max(1.0);
         let s = step as f64 + 1.0;
@@ -579,6 +586,15 @@ impl Trainer {
         self.apply(loss, t0)
     }
 
+    /// One optimiser step on a loss the caller builds from the model being trained (for
+    /// objectives that live outside this module, such as `distill`'s); returns the loss.
+    pub fn custom_step(&mut self, loss: impl FnOnce(&BurnBert, &TextTokenizer) -> Result<Tensor<1>>) -> Result<f64> {
+        let t0 = Instant::now();
+        let loss = loss(&self.model, &self.tokenizer)?;
+        self.apply(loss, t0)
+    }
+
+    /// The learning rate the optimiser used (or will use) at `step`.
     /// Backward pass, gradient clipping and the AdamW update.
     fn apply(&mut self, loss: Tensor<1>, t0: Instant) -> Result<f64> {
         let loss_value = f64::from(loss.clone().inner().into_scalar::<f32>());

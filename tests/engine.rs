@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TempDir;
+use common::{copy_dir, TempDir};
 use ponder::engine::{Engine, EngineOptions, IndexJob, SearchRequest};
 use ponder::index::Progress;
 use ponder::retrieve::Mode;
@@ -16,19 +16,6 @@ use std::sync::Arc;
 
 fn opts() -> EngineOptions {
     EngineOptions { device: ponder::device::DeviceChoice::Cpu, ..Default::default() }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// The repo's samples copied into `root/docs`, with the index *inside* that root.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TempDir;
+use common::{copy_dir, TempDir};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -35,18 +35,6 @@ fn offline(prefix: &[&str], args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

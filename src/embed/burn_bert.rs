@@ -98,9 +98,41 @@ pub struct BurnBert {
     head: Option<(Dense, Tensor<2>, Tensor<2>)>,
 }
 
-fn table(weights: &ModelWeights, name: &str, device: &Device) -> Result<Tensor<2>> {
+pub(crate) fn table(weights: &ModelWeights, name: &str, device: &Device) -> Result<Tensor<2>> {
     let t = weights.get(name)?;
     Ok(Tensor::from_data(TensorData::new(t.to_f32(), [t.shape[0], t.shape[1]]), device))
+}
+
+/// Pools hidden states `x` (`[B*T, H]`, rows padded to `t`; `mask` `[B, T]` is 1 on real
+/// tokens) as `cfg` says, normalised if configured: `[B, H]`. Shared with `burn_archs.rs`.
+pub(crate) fn pool(cfg: &ModelConfig, x: Tensor<2>, mask: Tensor<2>, t: usize, batch: &[Encoded]) -> Tensor<2> {
+    let h = cfg.hidden_size;
+    let b = batch.len();
+    let x = x.reshape([b, t, h]);
+    let mut pooled: Tensor<2> = match cfg.pooling {
+        Pooling::Cls => x.slice([0..b, 0..1, 0..h]).reshape([b, h]),
+        Pooling::LastToken => {
+            let rows: Vec<Tensor<2>> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let last = e.ids.len().max(1) - 1;
+                    x.clone().slice([i..i + 1, last..last + 1, 0..h]).reshape([1, h])
+                })
+                .collect();
+            Tensor::cat(rows, 0)
+        }
+        Pooling::Mean => {
+            let m = mask.reshape([b, t, 1]);
+            let sum = (x * m.clone()).sum_dim(1).reshape([b, h]);
+            sum / m.sum_dim(1).reshape([b, 1])
+        }
+    };
+    if cfg.normalize {
+        let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+        pooled = pooled / norm;
+    }
+    pooled
 }
 
 impl BurnBert {
@@ -192,34 +224,8 @@ impl BurnBert {
 
     /// Pooled (and, if configured, normalised) embeddings `[B, H]` as a tensor.
     pub fn embed_tensor(&self, batch: &[Encoded]) -> Tensor<2> {
-        let h = self.cfg.hidden_size;
-        let b = batch.len();
         let (x, mask, t) = self.encode(batch);
-        let x = x.reshape([b, t, h]);
-        let mut pooled: Tensor<2> = match self.cfg.pooling {
-            Pooling::Cls => x.slice([0..b, 0..1, 0..h]).reshape([b, h]),
-            Pooling::LastToken => {
-                let rows: Vec<Tensor<2>> = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        let last = e.ids.len().max(1) - 1;
-                        x.clone().slice([i..i + 1, last..last + 1, 0..h]).reshape([1, h])
-                    })
-                    .collect();
-                Tensor::cat(rows, 0)
-            }
-            Pooling::Mean => {
-                let m = mask.reshape([b, t, 1]);
-                let sum = (x * m.clone()).sum_dim(1).reshape([b, h]);
-                sum / m.sum_dim(1).reshape([b, 1])
-            }
-        };
-        if self.cfg.normalize {
-            let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
-            pooled = pooled / norm;
-        }
-        pooled
+        pool(&self.cfg, x, mask, t, batch)
     }
 
     pub fn embed(&self, batch: &[Encoded]) -> Vec<Vec<f32>> {

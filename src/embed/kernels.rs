@@ -675,11 +675,20 @@ struct AttnScratch {
 /// `ctx` receives `[sum of lens, h]`. One task per (sequence, head), each writing its own
 /// column block of its sequence's rows.
 pub fn attention(qkv: &[f32], lens: &[usize], heads: usize, dh: usize, ctx: &mut [f32]) {
-    attention_on(qkv, lens, heads, dh, ctx, has_avx512() && dh.is_multiple_of(16) && dh <= 64)
+    attention_on(qkv, lens, heads, dh, ctx, has_avx512() && dh.is_multiple_of(16) && dh <= 64, None)
 }
 
-/// `attention`, on the AVX-512 kernel (`fast`) or the portable one.
-fn attention_on(qkv: &[f32], lens: &[usize], heads: usize, dh: usize, ctx: &mut [f32], fast: bool) {
+/// `attention` where every token of sequence `b` attends only to that sequence's first
+/// `key_lens[b]` tokens (the rest are masked out as keys but still computed as queries), as
+/// ColBERT query expansion without attention to the expansion tokens needs. Portable kernel.
+pub fn attention_key_prefix(qkv: &[f32], lens: &[usize], key_lens: &[usize], heads: usize, dh: usize, ctx: &mut [f32]) {
+    assert_eq!(lens.len(), key_lens.len());
+    attention_on(qkv, lens, heads, dh, ctx, false, Some(key_lens))
+}
+
+/// `attention`, on the AVX-512 kernel (`fast`) or the portable one; `key_lens` (portable
+/// only) limits each sequence's keys to its first tokens.
+fn attention_on(qkv: &[f32], lens: &[usize], heads: usize, dh: usize, ctx: &mut [f32], fast: bool, key_lens: Option<&[usize]>) {
     let h = heads * dh;
     let total: usize = lens.iter().sum();
     assert_eq!(qkv.len(), total * 3 * h);
@@ -693,11 +702,12 @@ fn attention_on(qkv: &[f32], lens: &[usize], heads: usize, dh: usize, ctx: &mut 
         if len == 0 {
             return;
         }
+        let keys = key_lens.map_or(len, |k| k[b].clamp(1, len));
         let base = &qkv[start * 3 * h..(start + len) * 3 * h];
         // SAFETY: rows start..start+len, columns hd*dh..(hd+1)*dh of ctx are this task's alone.
         let dst = unsafe { out.get().add(start * h + hd * dh) };
         #[cfg(target_arch = "x86_64")]
-        if fast {
+        if fast && keys == len {
             ATTN_SCRATCH.with(|sc| {
                 let sc = &mut *sc.borrow_mut();
                 let p = base.as_ptr();
@@ -709,13 +719,13 @@ fn attention_on(qkv: &[f32], lens: &[usize], heads: usize, dh: usize, ctx: &mut 
             return;
         }
         let _ = fast;
-        let mut scores = vec![0f32; len * len];
+        let mut scores = vec![0f32; len * keys];
         // scores = Q K^T: Q rows at col hd*dh, K rows at col h + hd*dh, row stride 3h.
-        gemm_f32_strided(len, len, dh, &mut scores, len, &base[hd * dh..], 3 * h, 1, &base[h + hd * dh..], 1, 3 * h);
+        gemm_f32_strided(len, keys, dh, &mut scores, keys, &base[hd * dh..], 3 * h, 1, &base[h + hd * dh..], 1, 3 * h);
         // softmax(scale * s): the max is taken before scaling, which is the same for scale > 0.
-        softmax_rows(&mut scores, len, scale);
+        softmax_rows(&mut scores, keys, scale);
         let mut o = vec![0f32; len * dh];
-        gemm_f32_strided(len, dh, len, &mut o, dh, &scores, len, 1, &base[2 * h + hd * dh..], 3 * h, 1);
+        gemm_f32_strided(len, dh, keys, &mut o, dh, &scores, keys, 1, &base[2 * h + hd * dh..], 3 * h, 1);
         for r in 0..len {
             // SAFETY: as above.
             unsafe { std::ptr::copy_nonoverlapping(o.as_ptr().add(r * dh), dst.add(r * h), dh) };
@@ -1154,8 +1164,8 @@ mod tests {
             let h = heads * dh;
             let qkv: Vec<f32> = (0..total * 3 * h).map(|_| lcg(&mut seed) * 2.0).collect();
             let (mut a, mut b) = (vec![0f32; total * h], vec![0f32; total * h]);
-            attention_on(&qkv, &lens, heads, dh, &mut a, has_avx512());
-            attention_on(&qkv, &lens, heads, dh, &mut b, false);
+            attention_on(&qkv, &lens, heads, dh, &mut a, has_avx512(), None);
+            attention_on(&qkv, &lens, heads, dh, &mut b, false, None);
             for (i, (p, q)) in a.iter().zip(&b).enumerate() {
                 assert!((p - q).abs() < 1e-4, "heads {heads} dh {dh} at {i}: {p} vs {q}");
             }

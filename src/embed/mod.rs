@@ -3,7 +3,9 @@
 //! about files or indexes.
 
 pub mod attention;
+pub mod burn_archs;
 pub mod burn_bert;
+pub mod colbert;
 pub mod decoder;
 pub mod kernels;
 pub mod modernbert;
@@ -14,6 +16,7 @@ pub mod wgsl;
 use crate::device::{self, DeviceChoice, Resolved};
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, ModelWeights, Precision};
+use colbert::{ColbertHead, TokenMatrix};
 use tokenize::{Encoded, TextTokenizer};
 
 enum Runtime {
@@ -25,6 +28,10 @@ enum Runtime {
     ModernBert(modernbert::NativeModernBert),
     /// A decoder embedder on the native CPU runtime.
     Decoder(decoder::NativeDecoder),
+    /// ModernBERT on burn (wgpu, `flex`), f32.
+    BurnModernBert(burn_archs::BurnModernBert),
+    /// A decoder embedder on burn (wgpu, `flex`), f32.
+    BurnDecoder(burn_archs::BurnDecoder),
 }
 
 /// A loaded encoder ready to embed (or, for a cross-encoder, to score) text.
@@ -32,6 +39,8 @@ pub struct Embedder {
     tokenizer: TextTokenizer,
     runtime: Runtime,
     config: ModelConfig,
+    /// The late-interaction head, for a ColBERT model.
+    colbert: Option<ColbertHead>,
     device: String,
     precision: Precision,
     /// At most this many inputs per forward pass.
@@ -56,9 +65,16 @@ impl Embedder {
         let device = resolved.describe();
         use crate::model::config::Architecture;
         let runtime = match (config.architecture, resolved) {
-            // The newer architectures run on the native CPU runtime only, whatever the device.
+            // Late interaction needs every token's hidden state: the native runtime's.
+            (Architecture::Bert, _) if config.colbert.is_some() => Runtime::Native(native::NativeBert::new(weights, precision)?),
+            // ModernBERT and decoders on burn's devices in f32; late interaction on a ModernBERT
+            // backbone keeps the native runtime (it needs every token's hidden state).
+            (Architecture::ModernBert, Resolved::Burn { device, .. }) if config.colbert.is_none() => {
+                Runtime::BurnModernBert(burn_archs::BurnModernBert::new(weights, device)?)
+            }
             (Architecture::ModernBert, _) => Runtime::ModernBert(modernbert::NativeModernBert::new(weights, precision)?),
-            (Architecture::Decoder, _) => Runtime::Decoder(decoder::NativeDecoder::new(weights, precision)?),
+            (Architecture::Decoder, Resolved::Burn { device, .. }) => Runtime::BurnDecoder(burn_archs::BurnDecoder::new(weights, device)?),
+            (Architecture::Decoder, Resolved::NativeCpu) => Runtime::Decoder(decoder::NativeDecoder::new(weights, precision)?),
             (Architecture::Bert, Resolved::NativeCpu) => Runtime::Native(native::NativeBert::new(weights, precision)?),
             // Only when a GPU is asked for by name: `auto` keeps burn's f32 kernels on a GPU
             // until the WGSL ones have been timed on real hardware (only lavapipe so far).
@@ -75,19 +91,71 @@ impl Embedder {
             _ => Precision::F32,
         };
         let max_attention_bytes = match runtime {
-            Runtime::Burn(_) => 64 << 20,
+            Runtime::Burn(_) | Runtime::BurnModernBert(_) | Runtime::BurnDecoder(_) => 64 << 20,
             Runtime::Native(_) | Runtime::ModernBert(_) | Runtime::Decoder(_) => usize::MAX, // one sequence and head at a time
             Runtime::Wgsl(_) => usize::MAX,   // scores streamed, never stored
         };
-        Ok(Embedder { tokenizer, runtime, config, device, precision, max_batch: 32, max_batch_tokens: 16384, max_attention_bytes })
+        let colbert = match &config.colbert {
+            Some(p) => Some(ColbertHead::new(weights, p, precision)?),
+            None => None,
+        };
+        Ok(Embedder { tokenizer, runtime, config, colbert, device, precision, max_batch: 32, max_batch_tokens: 16384, max_attention_bytes })
     }
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
+    /// Width of the vectors `embed` returns (a late-interaction model's projection width).
     pub fn dim(&self) -> usize {
-        self.config.hidden_size
+        self.config.colbert.as_ref().map_or(self.config.hidden_size, |c| c.dim)
+    }
+
+    /// Whether the model has a late-interaction (ColBERT) head.
+    pub fn is_late_interaction(&self) -> bool {
+        self.colbert.is_some()
+    }
+
+    /// Late interaction: the token vectors of each text (queries with `is_query`), in input
+    /// order, as PyLate's `encode` returns them (projected, L2-normalised per token; queries
+    /// expanded, documents without skiplist tokens).
+    pub fn embed_tokens(&self, texts: &[&str], is_query: bool) -> Result<Vec<TokenMatrix>> {
+        let Some(head) = &self.colbert else {
+            return Err(Error::Unsupported("this model has no late-interaction (ColBERT) head".into()));
+        };
+        let masked = head.masks_expansion(is_query);
+        match &self.runtime {
+            Runtime::Native(_) => {}
+            Runtime::ModernBert(_) if !masked => {}
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "late interaction on {} ({})",
+                    self.device,
+                    if masked { "query expansion tokens hidden from attention need the BERT runtime" } else { "needs the native runtime" }
+                )))
+            }
+        }
+        let enc = head.encode(texts, is_query)?;
+        Ok(self.batched(&enc, |batch| {
+            let hidden = match &self.runtime {
+                Runtime::Native(m) => {
+                    let keys: Vec<usize> = batch.iter().map(|e| head.key_len(e, is_query)).collect();
+                    m.hidden_states(batch, masked.then_some(&keys[..]))
+                }
+                Runtime::ModernBert(m) => m.encode(batch),
+                _ => return vec![TokenMatrix::default(); batch.len()],
+            };
+            head.finish(&hidden, batch, is_query)
+        }))
+    }
+
+    /// One vector per query: for a late-interaction model the normalised mean of its query
+    /// token vectors (documents get the mean of theirs from `embed`), else `embed`.
+    pub fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if self.colbert.is_none() {
+            return self.embed(texts);
+        }
+        Ok(self.embed_tokens(texts, true)?.iter().map(TokenMatrix::mean_normalized).collect())
     }
 
     pub fn tokenizer(&self) -> &TextTokenizer {
@@ -119,6 +187,10 @@ impl Embedder {
 
     /// Embeds texts; the result is in input order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if self.colbert.is_some() {
+            // A late-interaction model's single vector: the mean of its document tokens.
+            return Ok(self.embed_tokens(texts, false)?.iter().map(TokenMatrix::mean_normalized).collect());
+        }
         let enc = self.tokenizer.encode(texts)?;
         Ok(self.embed_encoded(&enc))
     }
@@ -131,6 +203,8 @@ impl Embedder {
             Runtime::Wgsl(m) => m.embed(batch),
             Runtime::ModernBert(m) => m.embed(batch),
             Runtime::Decoder(m) => m.embed(batch),
+            Runtime::BurnModernBert(m) => m.embed(batch),
+            Runtime::BurnDecoder(m) => m.embed(batch),
         })
     }
 
@@ -145,7 +219,9 @@ impl Embedder {
             Runtime::Burn(m) => m.score(batch),
             Runtime::Wgsl(m) => m.score(batch),
             // Only BERT cross-encoders are loaded (checked above by the head).
-            Runtime::ModernBert(_) | Runtime::Decoder(_) => vec![f32::NAN; batch.len()],
+            Runtime::ModernBert(_) | Runtime::Decoder(_) | Runtime::BurnModernBert(_) | Runtime::BurnDecoder(_) => {
+                vec![f32::NAN; batch.len()]
+            }
         }))
     }
 

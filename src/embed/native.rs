@@ -185,8 +185,19 @@ impl NativeBert {
         })
     }
 
+    /// Final hidden states of every token, concatenated (`[sum of lengths, hidden]`), for
+    /// late interaction; with `key_lens`, sequence `b`'s tokens attend only to its first
+    /// `key_lens[b]` tokens.
+    pub fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
+        self.encode_keys(batch, key_lens)
+    }
+
     /// Final hidden states of every token, concatenated (`[sum of lengths, hidden]`).
     fn encode(&self, batch: &[Encoded]) -> Vec<f32> {
+        self.encode_keys(batch, None)
+    }
+
+    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
         let h = self.cfg.hidden_size;
         let total: usize = batch.iter().map(|e| e.ids.len()).sum();
         let mut x = vec![0f32; total * h];
@@ -214,7 +225,7 @@ impl NativeBert {
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let last = i + 1 == self.layers.len();
-            self.layer(layer, &mut sc, &lens, total, int8 && !last);
+            self.layer(layer, &mut sc, &lens, key_lens, total, int8 && !last);
         }
         let x = std::mem::take(&mut sc.x);
         if sc.bytes() <= SCRATCH_KEEP_BYTES {
@@ -227,13 +238,16 @@ impl NativeBert {
 
     /// One encoder layer on `sc.x` (and `sc.xq`), leaving its output there; `quantize_out`
     /// asks for `sc.xq` to be refreshed for the next layer.
-    fn layer(&self, layer: &Layer, sc: &mut Scratch, lens: &[usize], m: usize, quantize_out: bool) {
+    fn layer(&self, layer: &Layer, sc: &mut Scratch, lens: &[usize], key_lens: Option<&[usize]>, m: usize, quantize_out: bool) {
         let cfg = &self.cfg;
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
         layer.qkv.run(&sc.x, &sc.xq, m, &mut sc.qkv, Post::None, None);
         sc.ctx.resize(m * h, 0.0);
-        kernels::attention(&sc.qkv, lens, cfg.num_heads, cfg.head_dim(), &mut sc.ctx);
+        match key_lens {
+            Some(k) => kernels::attention_key_prefix(&sc.qkv, lens, k, cfg.num_heads, cfg.head_dim(), &mut sc.ctx),
+            None => kernels::attention(&sc.qkv, lens, cfg.num_heads, cfg.head_dim(), &mut sc.ctx),
+        }
         if layer.o.is_i8() {
             kernels::quantize_rows_into(&sc.ctx, m, h, &mut sc.ctxq);
         }

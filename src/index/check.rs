@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Serialize)]
 pub struct FileCheck {
     pub name: String,
-    /// `chunks`, `vectors` or `lexical`.
+    /// `chunks`, `vectors`, `lexical` or `tokens`.
     pub kind: &'static str,
     pub bytes: u64,
     /// Chunks (chunk files), vectors (vector files) or documents (lexical files) found.
@@ -66,6 +66,9 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     }
     for f in &manifest.lexical_files {
         run(f, "lexical", &|p| LexicalSegment::verify(p));
+    }
+    for f in &manifest.token_files {
+        run(f, "tokens", &|p| super::tokens::TokenFile::verify(p, manifest.model.dim));
     }
     Ok(CheckReport { index: dir.display().to_string(), generation: manifest.generation, files })
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// and stems per detected language.
 /// 3: lexical segments are laid out to be read in place from a memory map (no decoding on open).
 pub const INDEX_FORMAT_VERSION: u32 = 3;
-const FOOTER_MAGIC: &[u8; 8] = b"PNDRFOOT";
+pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"PNDRFOOT";
 /// Bytes before the payload: magic and format version.
 pub const HEADER_LEN: usize = 12;
 const FOOTER_LEN: usize = 12;

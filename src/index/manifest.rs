@@ -86,6 +86,18 @@ pub struct Manifest {
     pub vector_files: Vec<FileRef>,
     /// BM25 segments.
     pub lexical_files: Vec<FileRef>,
+    /// Late-interaction token vector files (indexes of ColBERT models). Stored in
+    /// [`Extension`] after the fields above, so that manifests written before it existed
+    /// still decode (and older ponders ignore it: postcard leaves trailing bytes unread).
+    #[serde(skip)]
+    pub token_files: Vec<FileRef>,
+}
+
+/// Fields added to the manifest after format 3, encoded after [`Manifest`]'s own fields.
+/// New fields are appended here, and a manifest that ends before them decodes with defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Extension {
+    token_files: Vec<FileRef>,
 }
 
 impl Manifest {
@@ -106,6 +118,7 @@ impl Manifest {
             chunk_files: Vec::new(),
             vector_files: Vec::new(),
             lexical_files: Vec::new(),
+            token_files: Vec::new(),
         }
     }
 
@@ -116,9 +129,28 @@ impl Manifest {
             return Ok(None);
         }
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        postcard::from_bytes(container::open(MAGIC, &bytes, &path)?)
+        Self::decode(container::open(MAGIC, &bytes, &path)?)
             .map(Some)
             .map_err(|e| Error::corrupt(&path, format!("manifest does not decode: {e}")))
+    }
+
+    /// The manifest's fields, then the extension if the payload goes on (older manifests end
+    /// after the fields).
+    fn decode(payload: &[u8]) -> std::result::Result<Self, postcard::Error> {
+        let (mut m, rest): (Manifest, &[u8]) = postcard::take_from_bytes(payload)?;
+        if !rest.is_empty() {
+            let ext: Extension = postcard::from_bytes(rest)?;
+            m.token_files = ext.token_files;
+        }
+        Ok(m)
+    }
+
+    fn encode(&self) -> std::result::Result<Vec<u8>, postcard::Error> {
+        let mut payload = postcard::to_allocvec(self)?;
+        if !self.token_files.is_empty() {
+            payload.extend(postcard::to_allocvec(&Extension { token_files: self.token_files.clone() })?);
+        }
+        Ok(payload)
     }
 
     /// The model that built the committed index, without decoding the file table (the
@@ -147,7 +179,7 @@ impl Manifest {
         self.updated_unix = now_unix();
         // `read_model` decodes the leading fields alone: keep generation, the two times and the
         // model stamp first.
-        let payload = postcard::to_allocvec(self).map_err(|e| Error::Config(format!("manifest: {e}")))?;
+        let payload = self.encode().map_err(|e| Error::Config(format!("manifest: {e}")))?;
         crate::fsutil::write_atomic(&dir.join(MANIFEST), &container::seal(MAGIC, &payload))
     }
 
@@ -164,7 +196,7 @@ impl Manifest {
 
     /// Names of every data file the manifest references.
     pub fn referenced(&self) -> impl Iterator<Item = &str> {
-        self.chunk_files.iter().chain(&self.vector_files).chain(&self.lexical_files).map(|f| f.name.as_str())
+        self.chunk_files.iter().chain(&self.vector_files).chain(&self.lexical_files).chain(&self.token_files).map(|f| f.name.as_str())
     }
 }
 
@@ -234,6 +266,49 @@ mod tests {
         assert_eq!(Manifest::read_model(&dir).unwrap().unwrap(), stamp);
         assert_eq!(Manifest::read(&dir).unwrap().unwrap(), m);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn manifests_written_before_token_files_still_decode() {
+        // The manifest as it was before `token_files`: the same fields, nothing after them.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            generation: u64,
+            created_unix: u64,
+            updated_unix: u64,
+            model: &'a ModelStamp,
+            chunking: &'a ChunkOptions,
+            query_instruction: &'a Option<String>,
+            vector_kind: VectorKind,
+            next_chunk_id: u64,
+            roots: &'a Vec<String>,
+            excluded: &'a Vec<String>,
+            files: &'a BTreeMap<String, FileEntry>,
+            chunk_files: &'a Vec<FileRef>,
+            vector_files: &'a Vec<FileRef>,
+            lexical_files: &'a Vec<FileRef>,
+        }
+        let stamp = ModelStamp { name: "default".into(), fingerprint: "abc".into(), dim: 384, precision: "int8".into() };
+        let mut m = Manifest::new(stamp, ChunkOptions::default(), VectorKind::I8, Some("q".into()));
+        let f = FileRef { name: "vec-00000001.usearch".into(), first: 0, end: 4, bytes: 99, crc32: 7 };
+        m.vector_files.push(f.clone());
+        m.files.insert("/a".into(), FileEntry { hash: [1; 32], size: 3, mtime: 4, kind: DocKind::Text, chunks: (0, 4) });
+        let old = Old {
+            generation: m.generation, created_unix: m.created_unix, updated_unix: m.updated_unix, model: &m.model,
+            chunking: &m.chunking, query_instruction: &m.query_instruction, vector_kind: m.vector_kind,
+            next_chunk_id: m.next_chunk_id, roots: &m.roots, excluded: &m.excluded, files: &m.files,
+            chunk_files: &m.chunk_files, vector_files: &m.vector_files, lexical_files: &m.lexical_files,
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        // Without token files the new encoding is the old one, byte for byte.
+        assert_eq!(m.encode().unwrap(), bytes);
+        // With them, the old fields still lead (what older ponders decode) and they round-trip.
+        m.token_files.push(FileRef { name: "tok-00000001.colbert".into(), ..f });
+        let new = m.encode().unwrap();
+        assert!(new.starts_with(&bytes));
+        assert_eq!(Manifest::decode(&new).unwrap(), m);
+        assert!(m.referenced().any(|n| n == "tok-00000001.colbert"));
     }
 
     #[test]

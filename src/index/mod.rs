@@ -5,6 +5,8 @@
 //! - `chunks-*.seg` ([`chunks`]): chunk text and positions, zstd-compressed.
 //! - `vec-*.usearch` ([`vectors`]): vectors in usearch HNSW files, viewed from a memory map.
 //! - `lex-*.bm25` ([`lexical`]): BM25 postings, read in place.
+//! - `tok-*.colbert` ([`tokens`]): per-token int8 vectors for late interaction, read in place
+//!   (only in indexes built with a ColBERT model).
 //!
 //! Queries read data files in place and check what they touch; whole-file checksums are
 //! verified by the writer before it copies from a file, and by [`check`] (`ponder check`).
@@ -19,6 +21,7 @@ pub mod container;
 pub mod lexical;
 pub mod manifest;
 pub mod reader;
+pub mod tokens;
 pub mod vectors;
 pub mod writer;
 

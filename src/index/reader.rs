@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::chunks::{ChunkRecord, ChunkSegment};
 use super::lexical::{Lexical, LexicalSegment};
 use super::manifest::{FileRef, LiveSet, Manifest};
+use super::tokens::{StoredTokens, TokenFile};
 use super::vectors::VectorFile;
 use crate::error::{Error, Result};
 
@@ -19,6 +20,8 @@ pub struct IndexReader {
     chunk_segments: Vec<(u64, u64, String, Arc<ChunkSegment>)>,
     vectors: Vec<(String, Arc<VectorFile>)>,
     lexical_names: Vec<String>,
+    /// Late-interaction token files (name, file), in manifest order.
+    tokens: Vec<(String, Arc<TokenFile>)>,
     pub lexical: Lexical,
     /// (first id, end id, path) sorted, for id → file lookups.
     owners: Vec<(u64, u64, String)>,
@@ -122,6 +125,18 @@ impl IndexReader {
             lexical.segments.push(seg);
             lexical_names.push(f.name.clone());
         }
+        let mut tokens = Vec::new();
+        for f in &manifest.token_files {
+            let old = prev.and_then(|p| p.tokens.iter().find(|t| t.0 == f.name)).map(|t| t.1.clone());
+            let t = match old {
+                Some(t) => t,
+                None => {
+                    check(f)?;
+                    Arc::new(TokenFile::open(&dir.join(&f.name), manifest.model.dim)?)
+                }
+            };
+            tokens.push((f.name.clone(), t));
+        }
         let mut owners: Vec<(u64, u64, String)> =
             manifest.files.iter().map(|(p, e)| (e.chunks.0, e.chunks.1, p.clone())).filter(|o| o.1 > o.0).collect();
         owners.sort_unstable();
@@ -132,6 +147,7 @@ impl IndexReader {
             chunk_segments,
             vectors,
             lexical_names,
+            tokens,
             lexical,
             owners,
         })
@@ -208,6 +224,31 @@ impl IndexReader {
         Ok(None)
     }
 
+    /// Whether the index stores late-interaction token vectors.
+    pub fn has_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// A chunk's stored token vectors (int8 codes and scales), to store again unchanged.
+    pub fn stored_tokens(&self, id: u64) -> Result<Option<StoredTokens>> {
+        for (_, t) in &self.tokens {
+            if let Some(x) = t.get(id)? {
+                return Ok(Some(x));
+            }
+        }
+        Ok(None)
+    }
+
+    /// MaxSim of query token vectors against a chunk's stored tokens (`None`: none stored).
+    pub fn maxsim(&self, query: &crate::embed::colbert::TokenMatrix, id: u64) -> Result<Option<f32>> {
+        for (_, t) in &self.tokens {
+            if let Some(s) = t.maxsim(query, id)? {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+
     /// The live chunk records with ids in `[first, end)` (one file's chunks), in id order.
     pub fn records_in(&self, first: u64, end: u64) -> Result<Vec<ChunkRecord>> {
         let mut out = Vec::new();
@@ -232,7 +273,7 @@ impl IndexReader {
     /// Bytes on disk of the committed data files and manifest.
     pub fn disk_bytes(&self) -> u64 {
         let m = &self.manifest;
-        m.chunk_files.iter().chain(&m.vector_files).chain(&m.lexical_files).map(|f| f.bytes).sum::<u64>()
+        m.chunk_files.iter().chain(&m.vector_files).chain(&m.lexical_files).chain(&m.token_files).map(|f| f.bytes).sum::<u64>()
             + std::fs::metadata(self.dir.join(super::manifest::MANIFEST)).map(|m| m.len()).unwrap_or(0)
     }
 }

@@ -15,6 +15,7 @@ use super::chunks::{self, ChunkRecord};
 use super::lexical::{self, Analyzer};
 use super::manifest::{FileEntry, FileRef, Manifest, ModelStamp, VectorKind, MANIFEST};
 use super::reader::IndexReader;
+use super::tokens::{self, StoredTokens};
 use super::vectors::{Stored, VectorDelta};
 use crate::chunk::{self, ChunkOptions};
 use crate::embed::Embedder;
@@ -85,6 +86,8 @@ struct Staged {
     records: Vec<ChunkRecord>,
     texts: Vec<(u64, String)>,
     delta: VectorDelta,
+    /// Late-interaction token vectors of the staged chunks (ColBERT models only).
+    tokens: Vec<(u64, StoredTokens)>,
     files: Vec<(String, FileEntry)>,
     removed: Vec<String>,
 }
@@ -166,7 +169,7 @@ impl<'a> Indexer<'a> {
             manifest,
             embedder,
             opts,
-            staged: Staged { records: Vec::new(), texts: Vec::new(), delta, files: Vec::new(), removed: Vec::new() },
+            staged: Staged { records: Vec::new(), texts: Vec::new(), delta, tokens: Vec::new(), files: Vec::new(), removed: Vec::new() },
             analyzer: Analyzer::default(),
             committed: None,
         };
@@ -198,7 +201,7 @@ impl<'a> Indexer<'a> {
             if name == MANIFEST || name == LOCK || keep.contains(name.as_str()) {
                 continue;
             }
-            let ours = ["chunks-", "vec-", "lex-", ".MANIFEST.tmp", ".chunks-", ".lex-", ".vec-"].iter().any(|p| name.starts_with(p));
+            let ours = ["chunks-", "vec-", "lex-", "tok-", ".MANIFEST.tmp", ".chunks-", ".lex-", ".vec-", ".tok-"].iter().any(|p| name.starts_with(p));
             if ours {
                 let _ = fs::remove_file(entry.path());
             }
@@ -419,7 +422,8 @@ impl<'a> Indexer<'a> {
     /// keyed by the hash of their indexed text, in their stored form: added again they keep
     /// exactly the same codes for every vector kind (see [`Stored`]). Chunks staged in this run
     /// and not yet committed are not looked at (a file is prepared once per run).
-    fn reusable_vectors(&mut self, pending: &[(String, FileEntry, Vec<chunk::Chunk>)]) -> HashMap<[u8; 32], Stored> {
+    /// A late-interaction index reuses a chunk only with its stored token vectors.
+    fn reusable_vectors(&mut self, pending: &[(String, FileEntry, Vec<chunk::Chunk>)]) -> HashMap<[u8; 32], (Stored, Option<StoredTokens>)> {
         let ranges: Vec<(u64, u64)> = pending
             .iter()
             .filter_map(|(key, _, _)| self.manifest.files.get(key).map(|e| e.chunks))
@@ -429,13 +433,22 @@ impl<'a> Indexer<'a> {
         if ranges.is_empty() {
             return out;
         }
+        let late = self.embedder.is_late_interaction();
         // The old vectors are an optimisation: a state that cannot be read means embedding again.
         let Ok(reader) = self.committed() else { return out };
         for (first, end) in ranges {
             let Ok(records) = reader.records_in(first, end) else { continue };
             for r in records {
+                let toks = if late {
+                    match reader.stored_tokens(r.id) {
+                        Ok(Some(t)) => Some(t),
+                        _ => continue,
+                    }
+                } else {
+                    None
+                };
                 if let Ok(Some(v)) = reader.stored_vector(r.id) {
-                    out.insert(text_hash(&indexed_text(r.heading.as_deref(), &r.text)), v);
+                    out.insert(text_hash(&indexed_text(r.heading.as_deref(), &r.text)), (v, toks));
                 }
             }
         }
@@ -450,14 +463,31 @@ impl<'a> Indexer<'a> {
             .flat_map(|(_, _, cs)| cs.iter().map(|c| indexed_text(c.heading.as_deref(), &c.text)))
             .collect();
         let mut reuse = self.reusable_vectors(&pending);
-        let mut vectors: Vec<Option<Stored>> =
-            texts.iter().map(|t| if reuse.is_empty() { None } else { reuse.get(&text_hash(t)).cloned() }).collect();
+        let late = self.embedder.is_late_interaction();
+        let mut vectors: Vec<Option<Stored>> = Vec::with_capacity(texts.len());
+        let mut toks: Vec<Option<StoredTokens>> = Vec::with_capacity(texts.len());
+        for t in &texts {
+            let (v, tk) = if reuse.is_empty() { (None, None) } else { reuse.get(&text_hash(t)).cloned().unzip() };
+            vectors.push(v);
+            toks.push(tk.flatten());
+        }
         reuse.clear();
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
         let refs: Vec<&str> = missing.iter().map(|&i| texts[i].as_str()).collect();
-        let embedded = if refs.is_empty() { Vec::new() } else { self.embedder.embed(&refs)? };
-        for (&i, v) in missing.iter().zip(embedded) {
-            vectors[i] = Some(Stored::F32(v));
+        if late {
+            // One vector per chunk (the mean of its tokens) for the HNSW first stage, and the
+            // token vectors themselves, int8 with one scale per token, for MaxSim.
+            let embedded = if refs.is_empty() { Vec::new() } else { self.embedder.embed_tokens(&refs, false)? };
+            for (&i, m) in missing.iter().zip(embedded) {
+                vectors[i] = Some(Stored::F32(m.mean_normalized()));
+                let (codes, scales) = crate::embed::colbert::quantize_tokens(&m);
+                toks[i] = Some(StoredTokens { codes, scales });
+            }
+        } else {
+            let embedded = if refs.is_empty() { Vec::new() } else { self.embedder.embed(&refs)? };
+            for (&i, v) in missing.iter().zip(embedded) {
+                vectors[i] = Some(Stored::F32(v));
+            }
         }
         report.chunks_embedded += missing.len() as u64;
         let mut vi = 0;
@@ -469,6 +499,10 @@ impl<'a> Indexer<'a> {
                 self.manifest.next_chunk_id += 1;
                 let v = vectors[vi].as_ref().ok_or_else(|| Error::Config("the model returned too few vectors".into()))?;
                 self.staged.delta.add_stored(id, v)?;
+                if late {
+                    let t = toks[vi].take().ok_or_else(|| Error::Config("the model returned too few token matrices".into()))?;
+                    self.staged.tokens.push((id, t));
+                }
                 self.staged.texts.push((id, texts[vi].clone()));
                 self.staged.records.push(ChunkRecord {
                     id,
@@ -521,6 +555,14 @@ impl<'a> Indexer<'a> {
             let (bytes, crc32) = crate::fsutil::crc32_file(&tmp)?;
             fs::rename(&tmp, self.dir.join(&name)).map_err(|e| Error::io(&tmp, e))?;
             let v = FileRef { name, first, end, bytes, crc32 };
+            if !self.staged.tokens.is_empty() {
+                let staged = std::mem::take(&mut self.staged.tokens);
+                let image = tokens::encode(self.manifest.model.dim, &staged)?;
+                drop(staged);
+                let mut t = self.write_data_file(&format!("tok-{gen:08}.colbert"), &image)?;
+                (t.first, t.end) = (first, end);
+                self.manifest.token_files.push(t);
+            }
             self.manifest.chunk_files.push(c);
             self.manifest.lexical_files.push(l);
             self.manifest.vector_files.push(v);
@@ -534,6 +576,7 @@ impl<'a> Indexer<'a> {
         self.manifest.commit(&self.dir)?;
         self.staged.records.clear();
         self.staged.texts.clear();
+        self.staged.tokens.clear();
         self.staged.delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
         on(Progress::Committed {
             generation: self.manifest.generation,
@@ -580,6 +623,22 @@ impl<'a> Indexer<'a> {
                 .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {} has no stored vector", r.id)))?;
             delta.add_stored(r.id, &v)?;
         }
+        // Token vectors are copied in stored form too, streamed into the file the commit below
+        // will reference (its generation's name); unreferenced if this job dies first.
+        let mut token_file = None;
+        if reader.has_tokens() && !records.is_empty() {
+            let name = format!("tok-{:08}.colbert", self.manifest.generation + 1);
+            let mut w = tokens::TokenWriter::create(&self.dir.join(&name), self.manifest.model.dim)?;
+            for r in &records {
+                let t = reader
+                    .stored_tokens(r.id)?
+                    .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {} has no stored token vectors", r.id)))?;
+                w.push(r.id, &t)?;
+            }
+            let (bytes, crc32) = w.finish()?;
+            let (first, end) = (records[0].id, records.last().unwrap().id + 1);
+            token_file = Some(FileRef { name, first, end, bytes, crc32 });
+        }
         let texts: Vec<(u64, String)> =
             records.iter().map(|r| (r.id, indexed_text(r.heading.as_deref(), &r.text))).collect();
         drop(reader);
@@ -587,6 +646,8 @@ impl<'a> Indexer<'a> {
         self.manifest.chunk_files.clear();
         self.manifest.lexical_files.clear();
         self.manifest.vector_files.clear();
+        self.manifest.token_files.clear();
+        self.manifest.token_files.extend(token_file);
         self.staged.records = records;
         self.staged.texts = texts;
         self.staged.delta = delta;
