@@ -22,12 +22,16 @@ struct Item {
     ids: Vec<u32>,
     tokens: TokenMatrix,
     tokens_attend: Option<TokenMatrix>,
+    /// Queries expanded with the expansion tokens hidden from attention (ModernBERT golden).
+    tokens_hidden: Option<TokenMatrix>,
+    ids_hidden: Option<Vec<u32>>,
 }
 
 struct Golden {
     queries: Vec<Item>,
     docs: Vec<Item>,
     maxsim: Vec<Vec<f32>>,
+    maxsim_hidden: Option<Vec<Vec<f32>>>,
     settings: serde_json::Value,
 }
 
@@ -48,6 +52,7 @@ fn modernbert_dir() -> PathBuf {
 fn golden_at(dir: &std::path::Path) -> Golden {
     let raw = std::fs::read_to_string(dir.join("expected.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let ids = |x: &serde_json::Value| -> Vec<u32> { x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect() };
     let items = |key: &str| -> Vec<Item> {
         v[key]
             .as_array()
@@ -55,19 +60,19 @@ fn golden_at(dir: &std::path::Path) -> Golden {
             .iter()
             .map(|t| Item {
                 text: t["text"].as_str().unwrap().to_string(),
-                ids: t["ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect(),
+                ids: ids(&t["ids"]),
                 tokens: matrix(&t["tokens"]),
                 tokens_attend: t.get("tokens_attend_expansion").map(matrix),
+                tokens_hidden: t.get("tokens_hidden_expansion").map(matrix),
+                ids_hidden: t.get("ids_hidden_expansion").map(ids),
             })
             .collect()
     };
-    let maxsim = v["maxsim"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|f| f.as_f64().unwrap() as f32).collect())
-        .collect();
-    Golden { queries: items("queries"), docs: items("documents"), maxsim, settings: v["settings"].clone() }
+    let scores = |x: &serde_json::Value| -> Vec<Vec<f32>> {
+        x.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|f| f.as_f64().unwrap() as f32).collect()).collect()
+    };
+    let (maxsim, maxsim_hidden) = (scores(&v["maxsim"]), v.get("maxsim_hidden_expansion").map(scores));
+    Golden { queries: items("queries"), docs: items("documents"), maxsim, maxsim_hidden, settings: v["settings"].clone() }
 }
 
 fn texts(items: &[Item]) -> Vec<&str> {
@@ -109,7 +114,8 @@ fn token_vectors_and_maxsim_match_pylate() {
 
 #[test]
 fn modernbert_backbone_matches_pylate() {
-    // Queries without expansion (the golden's setting), then expanded and attended to.
+    // Queries without expansion (the golden's setting), then expanded and attended to, then
+    // expanded with the expansion tokens hidden.
     check_f32(&modernbert_dir());
     let g = golden_at(&modernbert_dir());
     let mut w = ModelWeights::load(&modernbert_dir()).unwrap();
@@ -119,10 +125,10 @@ fn modernbert_backbone_matches_pylate() {
     let q = f32_embedder(&w).embed_tokens(&texts(&g.queries), true).unwrap();
     let worst = q.iter().zip(&g.queries).map(|(a, b)| min_token_cosine(a, b.tokens_attend.as_ref().unwrap())).fold(1.0, f32::min);
     assert!(worst >= 0.9999, "expanded ModernBERT queries: smallest per-token cosine {worst}");
-    // Hidden expansion tokens need attention masking the ModernBERT runtime lacks: refused.
+    // Expanded with the expansion tokens hidden from attention (Reason-ModernColBERT's
+    // setting): keys limited to the real tokens, within the window on the local layers.
     w.config.colbert.as_mut().unwrap().attend_to_expansion = false;
-    assert!(matches!(f32_embedder(&w).embed_tokens(&["q"], true), Err(ponder::Error::Unsupported(_))));
-    assert!(f32_embedder(&w).embed_tokens(&["d"], false).is_ok());
+    check_hidden_expansion(&w, &g);
     // The int8 model file keeps the MaxSim order.
     let t = TempDir::new("colbert-modernbert-int8");
     let path = t.path().join("m.int8.ponder");
@@ -134,6 +140,41 @@ fn modernbert_backbone_matches_pylate() {
     let agreement = pairwise_agreement(&scores, &g.maxsim);
     assert!(agreement >= 0.95, "int8 ModernBERT MaxSim pairwise order agreement {agreement}");
     eprintln!("ModernBERT int8: order agreement {agreement}");
+}
+
+/// ModernBERT queries expanded with hidden expansion tokens against PyLate's
+/// (`tokens_hidden_expansion`, `maxsim_hidden_expansion`): the same ids, per-token cosine and
+/// MaxSim against the golden's documents.
+fn check_hidden_expansion(w: &ModelWeights, g: &Golden) {
+    let e = f32_embedder(w);
+    let c = w.config.colbert.as_ref().unwrap();
+    let mask = c.mask_token_id;
+    let mut hidden_somewhere = false;
+    for item in &g.queries {
+        let ids = item.ids_hidden.as_ref().expect("ids_hidden_expansion");
+        // The golden's ids are the unexpanded ones plus trailing mask tokens up to query_length.
+        assert_eq!(ids.len(), c.query_length);
+        assert_eq!(&ids[..item.ids.len()], &item.ids[..]);
+        assert!(ids[item.ids.len()..].iter().all(|&i| i == mask));
+        hidden_somewhere |= ids.len() > item.ids.len();
+    }
+    assert!(hidden_somewhere, "some query must have expansion tokens");
+    let q = e.embed_tokens(&texts(&g.queries), true).unwrap();
+    let d = e.embed_tokens(&texts(&g.docs), false).unwrap();
+    let worst = q.iter().zip(&g.queries).map(|(a, b)| min_token_cosine(a, b.tokens_hidden.as_ref().unwrap())).fold(1.0, f32::min);
+    assert!(worst >= 0.9999, "hidden-expansion ModernBERT queries: smallest per-token cosine {worst}");
+    let want = g.maxsim_hidden.as_ref().expect("maxsim_hidden_expansion");
+    let mut worst_rel = 0f32;
+    for (qi, row) in want.iter().enumerate() {
+        for (di, &want) in row.iter().enumerate() {
+            worst_rel = worst_rel.max((maxsim(&q[qi], &d[di]) - want).abs() / want.abs().max(1e-6));
+        }
+    }
+    assert!(worst_rel <= 1e-4, "hidden-expansion ModernBERT: largest relative MaxSim error {worst_rel}");
+    // And the setting matters: attended and hidden expansion tokens give different vectors.
+    let differs = g.queries.iter().any(|i| min_token_cosine(i.tokens_hidden.as_ref().unwrap(), i.tokens_attend.as_ref().unwrap()) < 0.999);
+    assert!(differs);
+    eprintln!("ModernBERT hidden expansion: f32 smallest token cosine {worst}, largest relative MaxSim error {worst_rel:.2e}");
 }
 
 fn check_f32(dir: &std::path::Path) {

@@ -70,12 +70,41 @@ pub fn attend(
     mask: Mask,
     out: &mut [f32],
 ) {
+    attend_keys(q, q_stride, k, k_stride, v, v_stride, len, heads, kv_heads, head_dim, mask, len, out)
+}
+
+/// `attend` with the keys further limited to the sequence's first `keys` tokens (every token
+/// is still computed as a query): ColBERT queries whose expansion tokens are hidden from
+/// attention. A query token that sees no key at all (a sliding window lying wholly past
+/// `keys`) gets a zero context, as PyTorch's `scaled_dot_product_attention` gives a fully
+/// masked row (PyLate's default attention in transformers).
+#[allow(clippy::too_many_arguments)]
+pub fn attend_keys(
+    q: &[f32],
+    q_stride: usize,
+    k: &[f32],
+    k_stride: usize,
+    v: &[f32],
+    v_stride: usize,
+    len: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    mask: Mask,
+    keys: usize,
+    out: &mut [f32],
+) {
     assert!(kv_heads > 0 && heads % kv_heads == 0, "query heads must be a multiple of key/value heads");
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let width = heads * head_dim;
     out[..len * width].par_chunks_mut(width).enumerate().for_each(|(i, orow)| {
         let (lo, hi) = mask.range(i, len);
+        let hi = hi.min(keys);
+        if lo >= hi {
+            orow.fill(0.0);
+            return;
+        }
         let mut scores = vec![0f32; hi - lo];
         for h in 0..heads {
             let kvh = h / group;
@@ -136,5 +165,10 @@ mod tests {
         assert_eq!(out, vec![0.5, 1.0, 2.0, 3.0, 3.5]);
         attend(&q, 1, &k, 1, &v, 1, len, 1, 1, 1, Mask::Full, &mut out);
         assert!(out.iter().all(|&o| (o - 2.0).abs() < 1e-6));
+        // Keys limited to the first 2 tokens: the window of token 4 (keys 3..5) sees none.
+        attend_keys(&q, 1, &k, 1, &v, 1, len, 1, 1, 1, Mask::Window { half: 1 }, 2, &mut out);
+        assert_eq!(out, vec![0.5, 0.5, 1.0, 0.0, 0.0]);
+        attend_keys(&q, 1, &k, 1, &v, 1, len, 1, 1, 1, Mask::Full, 3, &mut out);
+        assert!(out.iter().all(|&o| (o - 1.0).abs() < 1e-6));
     }
 }

@@ -124,25 +124,16 @@ impl Embedder {
             return Err(Error::Unsupported("this model has no late-interaction (ColBERT) head".into()));
         };
         let masked = head.masks_expansion(is_query);
-        match &self.runtime {
-            Runtime::Native(_) => {}
-            Runtime::ModernBert(_) if !masked => {}
-            _ => {
-                return Err(Error::Unsupported(format!(
-                    "late interaction on {} ({})",
-                    self.device,
-                    if masked { "query expansion tokens hidden from attention need the BERT runtime" } else { "needs the native runtime" }
-                )))
-            }
+        if !matches!(self.runtime, Runtime::Native(_) | Runtime::ModernBert(_)) {
+            return Err(Error::Unsupported(format!("late interaction on {} (needs the native runtime)", self.device)));
         }
         let enc = head.encode(texts, is_query)?;
         Ok(self.batched(&enc, |batch| {
+            let keys: Vec<usize> = batch.iter().map(|e| head.key_len(e, is_query)).collect();
+            let keys = masked.then_some(&keys[..]);
             let hidden = match &self.runtime {
-                Runtime::Native(m) => {
-                    let keys: Vec<usize> = batch.iter().map(|e| head.key_len(e, is_query)).collect();
-                    m.hidden_states(batch, masked.then_some(&keys[..]))
-                }
-                Runtime::ModernBert(m) => m.encode(batch),
+                Runtime::Native(m) => m.hidden_states(batch, keys),
+                Runtime::ModernBert(m) => m.hidden_states(batch, keys),
                 _ => return vec![TokenMatrix::default(); batch.len()],
             };
             head.finish(&hidden, batch, is_query)

@@ -124,9 +124,25 @@ impl NativeModernBert {
 
     /// Final hidden states of every token, sequences back to back (`[sum of lengths, hidden]`).
     pub fn encode(&self, batch: &[Encoded]) -> Vec<f32> {
+        self.hidden_states(batch, None)
+    }
+
+    /// `encode`, where with `key_lens` sequence `b`'s tokens attend only to its first
+    /// `key_lens[b]` tokens (clamped to `1..=len`; a missing entry means all): every token is
+    /// still computed as a query, as ColBERT queries with expansion tokens hidden from
+    /// attention need (PyLate's attention mask 0 on them). In the sliding-window layers the
+    /// window and the key limit both apply, as transformers combines its sliding-window and
+    /// padding masks; a token whose window holds no visible key gets a zero context (PyTorch
+    /// SDPA's fully masked row).
+    pub fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
         let cfg = &self.cfg;
         let h = cfg.hidden_size;
         let lens: Vec<usize> = batch.iter().map(|e| e.ids.len()).collect();
+        let keys: Vec<usize> = lens
+            .iter()
+            .enumerate()
+            .map(|(b, &len)| key_lens.and_then(|k| k.get(b).copied()).unwrap_or(len).clamp(len.min(1), len))
+            .collect();
         let m: usize = lens.iter().sum();
         let mut x = vec![0f32; m * h];
         for (row, &id) in x.chunks_exact_mut(h.max(1)).zip(batch.iter().flat_map(|e| &e.ids)) {
@@ -137,15 +153,17 @@ impl NativeModernBert {
         }
         let eps = self.params.norm_eps;
         kernels::layer_norm(&mut x, &self.emb_ln.0, &self.emb_ln.1, eps);
+        let keys = (keys != lens).then_some(&keys[..]);
         for layer in &self.layers {
-            self.layer(layer, &mut x, &lens, m);
+            self.layer(layer, &mut x, &lens, keys, m);
         }
         kernels::layer_norm(&mut x, &self.final_ln.0, &self.final_ln.1, eps);
         x
     }
 
-    /// One encoder layer on the residual stream `x` (`m` rows).
-    fn layer(&self, layer: &Layer, x: &mut [f32], lens: &[usize], m: usize) {
+    /// One encoder layer on the residual stream `x` (`m` rows); `keys`: each sequence's
+    /// visible key prefix (already clamped), when any is shorter than its sequence.
+    fn layer(&self, layer: &Layer, x: &mut [f32], lens: &[usize], keys: Option<&[usize]>, m: usize) {
         let cfg = &self.cfg;
         let (h, heads, dh, i) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim(), cfg.intermediate_size);
         let eps = self.params.norm_eps;
@@ -177,16 +195,21 @@ impl NativeModernBert {
         let mut ctx = vec![0f32; m * h];
         let half = self.params.local_attention / 2;
         if layer.global || lens.iter().all(|&l| l <= half + 1) {
-            // Every key is visible: the shared full-attention kernel.
-            kernels::attention(&qkv, lens, heads, dh, &mut ctx);
+            // No window cuts anything: the shared full-attention kernel (keys limited to a
+            // prefix where asked).
+            match keys {
+                Some(k) => kernels::attention_key_prefix(&qkv, lens, k, heads, dh, &mut ctx),
+                None => kernels::attention(&qkv, lens, heads, dh, &mut ctx),
+            }
         } else {
             let mut start = 0;
-            for &len in lens {
+            for (b, &len) in lens.iter().enumerate() {
                 let s = &qkv[start * 3 * h..(start + len) * 3 * h];
                 let (q, k, v) = (s, s.get(h..).unwrap_or(&[]), s.get(2 * h..).unwrap_or(&[]));
                 let out = &mut ctx[start * h..(start + len) * h];
                 let mask = if len <= half + 1 { Mask::Full } else { Mask::Window { half } };
-                attention::attend(q, 3 * h, k, 3 * h, v, 3 * h, len, heads, heads, dh, mask, out);
+                let visible = keys.map_or(len, |k| k[b]);
+                attention::attend_keys(q, 3 * h, k, 3 * h, v, 3 * h, len, heads, heads, dh, mask, visible, out);
                 start += len;
             }
         }
@@ -284,6 +307,12 @@ mod tests {
 
     /// A plain reference for one sequence: explicit mask matrix, rotary from its definition.
     fn reference(w: &ModelWeights, ids: &[u32]) -> Vec<f32> {
+        reference_keys(w, ids, ids.len())
+    }
+
+    /// `reference` with keys limited to the first `keys` tokens (a query seeing no key gets a
+    /// zero context).
+    fn reference_keys(w: &ModelWeights, ids: &[u32], keys: usize) -> Vec<f32> {
         let cfg = &w.config;
         let p = cfg.modern_bert.clone().unwrap();
         let (h, nh, i, t) = (cfg.hidden_size, cfg.num_heads, cfg.intermediate_size, ids.len());
@@ -330,7 +359,10 @@ mod tests {
                 let q: Vec<Vec<f32>> = (0..t).map(|r| rope(&qkv[r * 3 * h + hd * dh..][..dh], r)).collect();
                 let k: Vec<Vec<f32>> = (0..t).map(|r| rope(&qkv[r * 3 * h + h + hd * dh..][..dh], r)).collect();
                 for r in 0..t {
-                    let visible = |j: usize| global || r.abs_diff(j) <= p.local_attention / 2;
+                    let visible = |j: usize| j < keys && (global || r.abs_diff(j) <= p.local_attention / 2);
+                    if !(0..t).any(visible) {
+                        continue;
+                    }
                     let s: Vec<f32> = (0..t)
                         .map(|j| if visible(j) { q[r].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>() / (dh as f32).sqrt() } else { f32::NEG_INFINITY })
                         .collect();
@@ -390,6 +422,33 @@ mod tests {
             let (ra, rb) = (reference(&w, &a), reference(&w, &b));
             let err = max_abs(&got[..a.len() * h], &ra).max(max_abs(&got[a.len() * h..], &rb));
             assert!(err < 2e-4, "biases {biases}: max abs error {err}");
+        }
+    }
+
+    #[test]
+    fn key_prefix_limits_global_and_windowed_keys() {
+        for biases in [false, true] {
+            let w = tiny(biases);
+            let m = NativeModernBert::new(&w, Precision::F32).unwrap();
+            let h = w.config.hidden_size;
+            // 11 tokens, keys limited to 3 (window half 2): tokens 5.. see no key in the local
+            // layers; a short one (all keys) and one limited to 2 of 3 packed alongside.
+            let a: Vec<u32> = (0..11).map(|j| (j * 7 + 3) % 40).collect();
+            let (b, c): (Vec<u32>, Vec<u32>) = (vec![5, 9, 1], vec![4, 8, 2]);
+            let got = m.hidden_states(&[enc(&a), enc(&b), enc(&c)], Some(&[3, 3, 2]));
+            let want: Vec<f32> = [reference_keys(&w, &a, 3), reference(&w, &b), reference_keys(&w, &c, 2)].concat();
+            assert!(got.iter().all(|v| v.is_finite()));
+            let err = max_abs(&got, &want);
+            assert!(err < 2e-4, "biases {biases}: max abs error {err}");
+            // The limit changes the result; a full or out-of-range limit (or a missing entry) is
+            // no limit, and 0 counts as 1.
+            assert!(max_abs(&got[..11 * h], &reference(&w, &a)) > 1e-3);
+            let full = m.encode(&[enc(&a), enc(&b)]);
+            assert_eq!(m.hidden_states(&[enc(&a), enc(&b)], Some(&[11, 99])), full);
+            assert_eq!(m.hidden_states(&[enc(&a), enc(&b)], Some(&[11])), full);
+            let zero = m.hidden_states(&[enc(&a)], Some(&[0]));
+            assert!(max_abs(&zero, &reference_keys(&w, &a, 1)) < 2e-4);
+            assert!(m.hidden_states(&[], Some(&[1])).is_empty());
         }
     }
 
