@@ -506,39 +506,21 @@ pub fn run(
     if trainer.step() == 0 {
         validate(&trainer, &mut validation)?;
     }
-    let session = Instant::now();
-    let mut window = (Instant::now(), trainer.step());
-    let mut stopped = false;
-    while trainer.step() < total {
-        let loss = distill_step(&mut trainer, teacher, &passages, &train_ids, opts)?;
-        let s = trainer.step();
-        if rc.progress_every > 0 && (s % rc.progress_every == 0 || s == total) {
-            let dt = window.0.elapsed().as_secs_f64();
-            let rate = (s - window.1) as f64 / dt.max(1e-9);
-            log(&format!(
-                "step {s}/{total} loss {loss:.4} (ema {:.4}) lr {:.2e} {rate:.3} steps/s eta {:.1} min",
-                trainer.loss_ema(),
-                trainer.lr_at(s - 1),
-                (total - s) as f64 / rate.max(1e-9) / 60.0
-            ));
-            window = (Instant::now(), s);
-        }
-        if rc.checkpoint_every > 0 && s % rc.checkpoint_every == 0 && s < total {
-            trainer.save_checkpoint()?;
-        }
-        if rc.eval_every > 0 && s % rc.eval_every == 0 && s < total {
-            validate(&trainer, &mut validation)?;
-        }
-        if rc.max_minutes.is_some_and(|m| session.elapsed().as_secs_f64() > m * 60.0) && s < total {
-            log(&format!(
-                "stopping at step {s} after {:.1} min (--max-minutes); the same command resumes",
-                session.elapsed().as_secs_f64() / 60.0
-            ));
-            stopped = true;
-            break;
-        }
-    }
-    trainer.save_checkpoint()?;
+    let schedule = crate::train::Schedule {
+        total,
+        progress_every: rc.progress_every,
+        checkpoint_every: rc.checkpoint_every,
+        eval_every: rc.eval_every,
+        max_minutes: rc.max_minutes,
+    };
+    let stopped = crate::train::drive(
+        &mut trainer,
+        &schedule,
+        &mut |trainer: &mut Trainer| distill_step(trainer, teacher, &passages, &train_ids, opts),
+        &mut |trainer: &Trainer| validate(trainer, &mut validation),
+        &|_| String::new(),
+        log,
+    )?;
     if !stopped && trainer.step() > 0 {
         validate(&trainer, &mut validation)?;
     }

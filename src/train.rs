@@ -659,6 +659,70 @@ impl Trainer {
 
 /// Files, schedule and validation of a training run.
 #[derive(Clone, Debug)]
+/// When a training loop reports, checkpoints, validates and stops.
+pub struct Schedule {
+    /// Train until the trainer has taken this many steps.
+    pub total: usize,
+    /// Log progress every N steps (0: never).
+    pub progress_every: usize,
+    /// Save a checkpoint every N steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Validate every N steps (0: only where the caller does).
+    pub eval_every: usize,
+    /// Stop cleanly after this many minutes of this session; the same command resumes.
+    pub max_minutes: Option<f64>,
+}
+
+/// Steps `trainer` to `schedule.total` with `step` (one optimiser step; returns its loss):
+/// logs progress (`extra(steps per second)` is appended to the rate), checkpoints, validates
+/// with `validate`, stops cleanly at `max_minutes`, and saves a checkpoint at the end.
+/// Returns whether it stopped early. Shared by `ponder train reranker` and `ponder train distill`.
+pub fn drive(
+    trainer: &mut Trainer,
+    schedule: &Schedule,
+    step: &mut dyn FnMut(&mut Trainer) -> Result<f64>,
+    validate: &mut dyn FnMut(&Trainer) -> Result<()>,
+    extra: &dyn Fn(f64) -> String,
+    log: &dyn Fn(&str),
+) -> Result<bool> {
+    let total = schedule.total;
+    let session = Instant::now();
+    let mut window = (Instant::now(), trainer.step());
+    let mut stopped = false;
+    while trainer.step() < total {
+        let loss = step(trainer)?;
+        let s = trainer.step();
+        if schedule.progress_every > 0 && (s % schedule.progress_every == 0 || s == total) {
+            let dt = window.0.elapsed().as_secs_f64();
+            let rate = (s - window.1) as f64 / dt.max(1e-9);
+            log(&format!(
+                "step {s}/{total} loss {loss:.4} (ema {:.4}) lr {:.2e} {rate:.3} steps/s{} eta {:.1} min",
+                trainer.loss_ema(),
+                trainer.lr_at(s - 1),
+                extra(rate),
+                (total - s) as f64 / rate.max(1e-9) / 60.0
+            ));
+            window = (Instant::now(), s);
+        }
+        if schedule.checkpoint_every > 0 && s % schedule.checkpoint_every == 0 && s < total {
+            trainer.save_checkpoint()?;
+        }
+        if schedule.eval_every > 0 && s % schedule.eval_every == 0 && s < total {
+            validate(trainer)?;
+        }
+        if schedule.max_minutes.is_some_and(|m| session.elapsed().as_secs_f64() > m * 60.0) && s < total {
+            log(&format!(
+                "stopping at step {s} after {:.1} min (--max-minutes); the same command resumes",
+                session.elapsed().as_secs_f64() / 60.0
+            ));
+            stopped = true;
+            break;
+        }
+    }
+    trainer.save_checkpoint()?;
+    Ok(stopped)
+}
+
 pub struct RunConfig {
     /// BEIR directory with `qrels/train.tsv`.
     pub data: PathBuf,
@@ -714,8 +778,6 @@ pub fn run(
         log(&format!("resumed from {} at step {}", rc.checkpoint.display(), trainer.step()));
     }
     let pairs_per_step = trainer.options().queries_per_step * (1 + trainer.options().negatives);
-    let session = Instant::now();
-    let mut window = (Instant::now(), trainer.step());
     let mut validation = Vec::new();
     let validate = |trainer: &Trainer, validation: &mut Vec<(usize, Validation)>| -> Result<()> {
         if let Some(val) = &val {
@@ -733,38 +795,24 @@ pub fn run(
         }
         Ok(())
     };
-    let mut stopped = false;
-    while trainer.step() < total {
-        let loss = match teacher {
-            Some(t) => trainer.distill_step(&data, t)?,
-            None => trainer.train_step(&data)?,
-        };
-        let s = trainer.step();
-        if rc.progress_every > 0 && (s % rc.progress_every == 0 || s == total) {
-            let dt = window.0.elapsed().as_secs_f64();
-            let rate = (s - window.1) as f64 / dt.max(1e-9);
-            log(&format!(
-                "step {s}/{total} loss {loss:.4} (ema {:.4}) lr {:.2e} {rate:.3} steps/s {:.1} pairs/s eta {:.1} min",
-                trainer.loss_ema(),
-                trainer.lr_at(s - 1),
-                rate * pairs_per_step as f64,
-                (total - s) as f64 / rate.max(1e-9) / 60.0
-            ));
-            window = (Instant::now(), s);
-        }
-        if rc.checkpoint_every > 0 && s % rc.checkpoint_every == 0 && s < total {
-            trainer.save_checkpoint()?;
-        }
-        if rc.eval_every > 0 && s % rc.eval_every == 0 && s < total {
-            validate(&trainer, &mut validation)?;
-        }
-        if rc.max_minutes.is_some_and(|m| session.elapsed().as_secs_f64() > m * 60.0) && s < total {
-            log(&format!("stopping at step {s} after {:.1} min (--max-minutes); the same command resumes", session.elapsed().as_secs_f64() / 60.0));
-            stopped = true;
-            break;
-        }
-    }
-    trainer.save_checkpoint()?;
+    let schedule = Schedule {
+        total,
+        progress_every: rc.progress_every,
+        checkpoint_every: rc.checkpoint_every,
+        eval_every: rc.eval_every,
+        max_minutes: rc.max_minutes,
+    };
+    let stopped = drive(
+        &mut trainer,
+        &schedule,
+        &mut |trainer: &mut Trainer| match teacher {
+            Some(t) => trainer.distill_step(&data, t),
+            None => trainer.train_step(&data),
+        },
+        &mut |trainer: &Trainer| validate(trainer, &mut validation),
+        &|rate| format!(" {:.1} pairs/s", rate * pairs_per_step as f64),
+        log,
+    )?;
     if !stopped {
         validate(&trainer, &mut validation)?;
     }
