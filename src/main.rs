@@ -857,14 +857,16 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Model { command: ModelCommand::Import { hf_dir, out_file, precision, provenance } } => {
             let t = Instant::now();
-            let weights = ponder::model::hf::load_hf_dir(&hf_dir)?;
-            format::write_file(&weights, precision, &provenance, &out_file)?;
+            let report = ponder::model::hf::import_hf_dir(&hf_dir, precision, &provenance, &out_file)?;
             let size = std::fs::metadata(&out_file)?.len();
             eprintln!(
-                "wrote {} ({:?}, {:.1} MB) in {:.1}s",
+                "wrote {} ({:?}, {:.1} MB; {} tensors, {:.1}M parameters, {:.1} MB in the source) in {:.1}s",
                 out_file.display(),
                 precision,
                 size as f64 / 1e6,
+                report.tensors,
+                report.parameters as f64 / 1e6,
+                report.source_bytes as f64 / 1e6,
                 t.elapsed().as_secs_f64()
             );
             Ok(())

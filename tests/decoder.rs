@@ -290,3 +290,137 @@ fn speed_at_qwen3_0_6b_width() {
         eprintln!("{p:?}: {tokens} tokens through 2 layers in {s:.2}s: {:.0} tokens/s per layer", tokens as f64 * 2.0 / s);
     }
 }
+
+/// The golden checkpoint rewritten as `shards` safetensors files with an index, as transformers
+/// saves large models; tensors named in `bf16` are stored as bfloat16.
+fn sharded_copy(tag: &str, shards: usize, bf16: &[&str]) -> TempDir {
+    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+    let t = TempDir::new(tag);
+    copy_dir(&golden_dir(), t.path());
+    std::fs::remove_file(t.path().join("model.safetensors")).unwrap();
+    let raw = std::fs::read(golden_dir().join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&raw).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (n, part) in names.chunks(names.len().div_ceil(shards)).enumerate() {
+        let file = format!("model-{:05}-of-{shards:05}.safetensors", n + 1);
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>, Dtype)> = part
+            .iter()
+            .map(|name| {
+                let v = st.tensor(name).unwrap();
+                if bf16.contains(&name.as_str()) {
+                    let b = v
+                        .data()
+                        .chunks_exact(4)
+                        .flat_map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                        .collect();
+                    (name.clone(), b, v.shape().to_vec(), Dtype::BF16)
+                } else {
+                    (name.clone(), v.data().to_vec(), v.shape().to_vec(), v.dtype())
+                }
+            })
+            .collect();
+        let views = bytes.iter().map(|(n, b, s, d)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()));
+        std::fs::write(t.path().join(&file), safetensors::serialize(views, None).unwrap()).unwrap();
+        for name in part {
+            weight_map.insert(name.clone(), Value::String(file.clone()));
+        }
+    }
+    let index = serde_json::json!({ "metadata": { "total_size": raw.len() }, "weight_map": weight_map });
+    std::fs::write(t.path().join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    t
+}
+
+#[test]
+fn sharded_checkpoints_load_and_import_like_one_file() {
+    let sharded = sharded_copy("qwen3-sharded", 3, &[]);
+    assert!(std::fs::read_dir(sharded.path()).unwrap().filter(|e| {
+        e.as_ref().unwrap().file_name().to_string_lossy().ends_with("-of-00003.safetensors")
+    }).count() == 3);
+    let one = ModelWeights::load(&golden_dir()).unwrap();
+    let three = ModelWeights::load(sharded.path()).unwrap();
+    assert_eq!(one.fingerprint(), three.fingerprint());
+
+    // The streaming import writes the same bytes as serialising the whole model in memory, from
+    // one file or from shards, at every precision.
+    for precision in [Precision::Int8, Precision::F16, Precision::F32] {
+        let whole = format::to_bytes(&one, precision, "p").unwrap();
+        for dir in [golden_dir(), sharded.path().to_path_buf()] {
+            let out = sharded.path().join("out.ponder");
+            let report = ponder::model::hf::import_hf_dir(&dir, precision, "p", &out).unwrap();
+            assert_eq!(report.tensors, one.tensors.len());
+            assert_eq!(report.parameters, one.tensors.values().map(|t| t.numel()).sum::<usize>());
+            assert!(std::fs::read(&out).unwrap() == whole, "{precision:?} import of {} differs", dir.display());
+            format::read_file(&out).unwrap();
+        }
+    }
+    // No temporary file is left beside the output.
+    let leftovers: Vec<String> = std::fs::read_dir(sharded.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bf16_checkpoints_are_read_and_quantized() {
+    let bf = ["embed_tokens.weight", "layers.1.mlp.up_proj.weight", "layers.2.input_layernorm.weight"];
+    let t = sharded_copy("qwen3-bf16", 2, &bf);
+    let exact = ModelWeights::load(&golden_dir()).unwrap();
+    let w = ModelWeights::load(t.path()).unwrap();
+    for (ours, hf) in [("emb.word", bf[0]), ("layer.1.up.weight", bf[1]), ("layer.2.attn_norm.weight", bf[2])] {
+        let (a, b) = (exact.get(ours).unwrap().to_f32(), w.get(ours).unwrap().to_f32());
+        assert_eq!(w.get(ours).unwrap().dtype, DType::F32, "{hf} is widened to f32 when loaded");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(half::bf16::from_f32(*x).to_f32(), *y, "{hf}");
+        }
+        assert!(max_abs(&a, &b) > 0.0, "{hf} really went through bf16");
+    }
+    // An int8 import of it embeds like the f32 golden.
+    let out = t.path().join("bf16.int8.ponder");
+    ponder::model::hf::import_hf_dir(t.path(), Precision::Int8, "", &out).unwrap();
+    let q = format::read_file(&out).unwrap();
+    let items = expected();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    let got = Embedder::new(&q, Precision::Int8, DeviceChoice::Cpu).unwrap().embed(&texts).unwrap();
+    for (v, item) in got.iter().zip(&items) {
+        let c = cosine(v, &item.pooled);
+        assert!(c >= 0.99, "bf16 → int8 pooled cosine {c}");
+    }
+}
+
+#[test]
+fn broken_shard_sets_are_named() {
+    // A shard the index lists is missing.
+    let t = sharded_copy("qwen3-shard-missing", 2, &[]);
+    std::fs::remove_file(t.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let err = ModelWeights::load(t.path()).err().expect("refused");
+    assert!(matches!(&err, Error::MissingFile(p) if p.ends_with("model-00002-of-00002.safetensors")), "{err}");
+
+    // The index names a tensor the shard does not hold.
+    let t = sharded_copy("qwen3-shard-lies", 2, &[]);
+    let path = t.path().join("model.safetensors.index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let map = index["weight_map"].as_object_mut().unwrap();
+    let wrong = if map["norm.weight"] == "model-00001-of-00002.safetensors" { "model-00002-of-00002.safetensors" } else { "model-00001-of-00002.safetensors" };
+    map.insert("norm.weight".into(), Value::String(wrong.into()));
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let err = ModelWeights::load(t.path()).err().expect("refused").to_string();
+    assert!(err.contains(wrong) && err.contains("norm.weight"), "{err}");
+
+    // The index leaves a tensor out, or points outside the folder, or is not JSON.
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    index["weight_map"].as_object_mut().unwrap().remove("norm.weight");
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let err = ModelWeights::load(t.path()).err().expect("refused").to_string();
+    assert!(err.contains("norm.weight") && err.contains("shards listed in"), "{err}");
+    index["weight_map"]["norm.weight"] = Value::String("../model-00001-of-00002.safetensors".into());
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let err = ModelWeights::load(t.path()).err().expect("refused").to_string();
+    assert!(err.contains("not a file in this folder"), "{err}");
+    std::fs::write(&path, b"{ not json").unwrap();
+    let err = ModelWeights::load(t.path()).err().expect("refused");
+    assert!(matches!(&err, Error::Corrupt { .. }), "{err}");
+}

@@ -12,10 +12,11 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::arch::{self, TensorKind};
+use super::arch::{self, TensorKind, TensorSpec};
 use super::config::ModelConfig;
 use super::quant;
 use super::weights::{Bytes, DType, ModelWeights, WeightTensor};
@@ -127,36 +128,82 @@ fn storage(kind: TensorKind, precision: Precision) -> DType {
     }
 }
 
-struct DataWriter {
-    buf: Vec<u8>,
+/// Appends 64-byte-aligned sections to the data section, hashing what it writes.
+struct DataWriter<W: Write> {
+    out: W,
+    /// Where `out` goes, for errors.
+    path: std::path::PathBuf,
+    pos: u64,
+    crc: crc32fast::Hasher,
 }
 
-impl DataWriter {
-    fn push(&mut self, raw: &[u8], try_zstd: bool) -> Result<Section> {
-        while self.buf.len() % ALIGN != 0 {
-            self.buf.push(0);
+/// Tensors up to this size are compressed at zstd's highest level when that saves 20%; larger
+/// ones (an imported model's matrices) are first tried on a sample, because level 19 runs at a
+/// few MB/s and quantized weights rarely compress.
+const ZSTD_WHOLE_MAX: usize = 32 << 20;
+const ZSTD_SAMPLE: usize = 4 << 20;
+
+fn compress(raw: &[u8]) -> Result<Option<Vec<u8>>> {
+    let zstd = |b: &[u8], level| zstd::bulk::compress(b, level).map_err(|e| Error::Config(format!("zstd: {e}")));
+    let worth = |packed: usize, raw: usize| packed * 5 <= raw * 4;
+    let level = if raw.len() <= ZSTD_WHOLE_MAX {
+        19
+    } else {
+        // A middle sample, since the first rows of an embedding table are often special tokens.
+        let at = (raw.len() - ZSTD_SAMPLE) / 2;
+        let sample = &raw[at..at + ZSTD_SAMPLE];
+        if !worth(zstd(sample, 9)?.len(), sample.len()) {
+            return Ok(None);
         }
-        let offset = self.buf.len() as u64;
+        9
+    };
+    let packed = zstd(raw, level)?;
+    Ok(worth(packed.len(), raw.len()).then_some(packed))
+}
+
+impl<W: Write> DataWriter<W> {
+    fn new(out: W, path: &Path) -> Self {
+        DataWriter { out, path: path.to_path_buf(), pos: 0, crc: crc32fast::Hasher::new() }
+    }
+
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(b)?;
+        self.crc.update(b);
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    fn push(&mut self, raw: &[u8], try_zstd: bool) -> Result<Section> {
+        let path = self.path.clone();
+        let io = |e| Error::io(&path, e);
+        let pad = (ALIGN - self.pos as usize % ALIGN) % ALIGN;
+        self.write(&[0u8; ALIGN][..pad]).map_err(io)?;
+        let offset = self.pos;
         if try_zstd && !raw.is_empty() {
-            let packed = zstd::bulk::compress(raw, 19).map_err(|e| Error::Config(format!("zstd: {e}")))?;
-            if packed.len() * 5 <= raw.len() * 4 {
-                self.buf.extend_from_slice(&packed);
+            if let Some(packed) = compress(raw)? {
+                self.write(&packed).map_err(io)?;
                 return Ok(Section { offset, len: packed.len() as u64, zstd: true, raw_len: raw.len() as u64 });
             }
         }
-        self.buf.extend_from_slice(raw);
+        self.write(raw).map_err(io)?;
         Ok(Section { offset, len: raw.len() as u64, zstd: false, raw_len: raw.len() as u64 })
     }
 }
 
-/// Serialises `weights` at `precision`.
-pub fn to_bytes(weights: &ModelWeights, precision: Precision, provenance: &str) -> Result<Vec<u8>> {
-    weights.validate()?;
-    let mut data = DataWriter { buf: Vec::new() };
-    let tokenizer = data.push(&weights.tokenizer_json, true)?;
+/// Writes the tokenizer and every tensor of `config`'s layout to `data`, asking `tensor` for
+/// each in turn and converting it to its storage type, and returns the header describing them.
+fn write_data<W: Write>(
+    config: &ModelConfig,
+    tokenizer_json: &[u8],
+    precision: Precision,
+    provenance: &str,
+    data: &mut DataWriter<W>,
+    mut tensor: impl FnMut(&TensorSpec) -> Result<WeightTensor>,
+) -> Result<Header> {
+    let tokenizer = data.push(tokenizer_json, true)?;
     let mut entries = Vec::new();
-    for spec in arch::layout(&weights.config) {
-        let t = quant::convert(weights.get(&spec.name)?, storage(spec.kind, precision));
+    for spec in arch::layout(config) {
+        let t = quant::convert(&tensor(&spec)?, storage(spec.kind, precision));
         let section = data.push(t.data.as_slice(), true)?;
         let scales = match &t.scales {
             Some(s) => {
@@ -173,15 +220,13 @@ pub fn to_bytes(weights: &ModelWeights, precision: Precision, provenance: &str) 
             scales,
         });
     }
-    let header = Header {
-        config: weights.config.clone(),
-        precision,
-        provenance: provenance.to_string(),
-        tokenizer,
-        tensors: entries,
-    };
-    let header_bytes = postcard::to_allocvec(&header).map_err(|e| Error::Config(format!("header: {e}")))?;
-    let mut out = Vec::with_capacity(header_bytes.len() + data.buf.len() + 256);
+    Ok(Header { config: config.clone(), precision, provenance: provenance.to_string(), tokenizer, tensors: entries })
+}
+
+/// Magic, version, header and padding: everything before the data section.
+fn prefix(header: &Header) -> Result<Vec<u8>> {
+    let header_bytes = postcard::to_allocvec(header).map_err(|e| Error::Config(format!("header: {e}")))?;
+    let mut out = Vec::with_capacity(header_bytes.len() + 80);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
@@ -189,18 +234,73 @@ pub fn to_bytes(weights: &ModelWeights, precision: Precision, provenance: &str) 
     while out.len() % ALIGN != 0 {
         out.push(0);
     }
-    out.extend_from_slice(&data.buf);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+fn footer(crc: u32) -> Vec<u8> {
+    let mut out = crc.to_le_bytes().to_vec();
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(FOOTER_MAGIC);
+    out
+}
+
+/// Serialises `weights` at `precision`.
+pub fn to_bytes(weights: &ModelWeights, precision: Precision, provenance: &str) -> Result<Vec<u8>> {
+    weights.validate()?;
+    let mut data = DataWriter::new(Vec::new(), Path::new("<memory>"));
+    let header = write_data(&weights.config, &weights.tokenizer_json, precision, provenance, &mut data, |spec| {
+        weights.get(&spec.name).cloned()
+    })?;
+    let mut out = prefix(&header)?;
+    out.extend_from_slice(&data.out);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&footer(crc));
     Ok(out)
 }
 
 /// Writes a model file atomically (temporary file, fsync, rename).
 pub fn write_file(weights: &ModelWeights, precision: Precision, provenance: &str, path: &Path) -> Result<()> {
-    let bytes = to_bytes(weights, precision, provenance)?;
-    crate::fsutil::write_atomic(path, &bytes)
+    weights.validate()?;
+    write_streaming(&weights.config, &weights.tokenizer_json, precision, provenance, path, |spec| {
+        weights.get(&spec.name).cloned()
+    })
+}
+
+/// Writes a model file from tensors handed over one at a time by `tensor` (in any dtype; each
+/// is converted to its storage type and dropped before the next is asked for), so a model
+/// need never be in memory whole. The data section goes to a temporary file first, because
+/// the header that precedes it records where each tensor landed; the file then appears
+/// atomically at `path`.
+pub fn write_streaming(
+    config: &ModelConfig,
+    tokenizer_json: &[u8],
+    precision: Precision,
+    provenance: &str,
+    path: &Path,
+    tensor: impl FnMut(&TensorSpec) -> Result<WeightTensor>,
+) -> Result<()> {
+    config.validate()?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.data.{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut data = DataWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), &tmp);
+        let header = write_data(config, tokenizer_json, precision, provenance, &mut data, tensor)?;
+        data.out.flush().map_err(|e| Error::io(&tmp, e))?;
+        let head = prefix(&header)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.combine(&data.crc);
+        let crc = crc.finalize();
+        crate::fsutil::write_atomic_with(path, |f| {
+            f.write_all(&head)?;
+            std::io::copy(&mut File::open(&tmp)?, f)?;
+            f.write_all(&footer(crc))
+        })
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 /// Memory-maps and reads a model file.
@@ -290,6 +390,9 @@ fn read(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
             }
             None => None,
         };
+        if e.dtype == DType::BF16 {
+            return Err(corrupt(format!("{}: bf16 is not a type ponder model files store", e.name)));
+        }
         let shape = e.shape.iter().map(|&d| d as usize).collect();
         tensors.insert(e.name.clone(), WeightTensor { dtype: e.dtype, shape, data, scales });
     }
@@ -328,6 +431,26 @@ mod tests {
         ] {
             read_bytes(Bytes::from_static(bytes), Path::new(name)).unwrap();
         }
+    }
+
+    #[test]
+    fn large_sections_are_compressed_only_when_a_sample_says_it_pays() {
+        let n = ZSTD_WHOLE_MAX + (1 << 20);
+        // Values over a narrow range, as in a table of small weights: compresses well.
+        let narrow: Vec<u8> = (0..n).map(|i| ((i * 7919) % 13) as u8).collect();
+        let packed = compress(&narrow).unwrap().expect("compressible data is compressed");
+        assert_eq!(zstd::bulk::decompress(&packed, n).unwrap(), narrow);
+        // Pseudo-random bytes: the sample says no, and nothing is compressed.
+        let mut x = 0x9E3779B97F4A7C15u64;
+        let noise: Vec<u8> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(compress(&noise).unwrap().is_none());
     }
 
     #[test]

@@ -20,29 +20,35 @@ pub fn quantize_rows_i8(values: &[f32], rows: usize, cols: usize) -> (Vec<i8>, V
     (q, scales)
 }
 
-/// Converts a tensor to the given storage type.
+/// Converts a tensor to the given storage type, a row at a time: memory holds the result and
+/// one f32 row, never the whole tensor in f32 beside it.
 pub fn convert(t: &WeightTensor, to: DType) -> WeightTensor {
     if t.dtype == to {
         return t.clone();
     }
-    let values = t.to_f32();
-    match to {
-        DType::F32 => WeightTensor::from_f32(t.shape.clone(), &values),
-        DType::F16 => {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
-            WeightTensor { dtype: DType::F16, shape: t.shape.clone(), data: Bytes::from_vec(bytes), scales: None }
-        }
-        DType::I8 => {
-            let cols = t.row_len();
-            let rows = if cols == 0 { 0 } else { t.numel() / cols };
-            let (q, s) = quantize_rows_i8(&values, rows, cols);
-            WeightTensor {
-                dtype: DType::I8,
-                shape: t.shape.clone(),
-                data: Bytes::from_vec(bytemuck::cast_slice(&q).to_vec()),
-                scales: Some(Arc::new(s)),
+    let cols = t.row_len();
+    let rows = t.numel().checked_div(cols).unwrap_or(0);
+    let mut row = vec![0f32; cols];
+    let mut bytes: Vec<u8> = Vec::with_capacity(t.numel() * to.size());
+    let mut scales = Vec::new();
+    for r in 0..rows {
+        t.row_into(r, &mut row);
+        match to {
+            DType::F32 => bytes.extend(row.iter().flat_map(|v| v.to_le_bytes())),
+            DType::F16 => bytes.extend(row.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes())),
+            DType::BF16 => bytes.extend(row.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())),
+            DType::I8 => {
+                let (q, s) = quantize_rows_i8(&row, 1, cols);
+                bytes.extend(q.iter().map(|&v| v as u8));
+                scales.push(s[0]);
             }
         }
+    }
+    WeightTensor {
+        dtype: to,
+        shape: t.shape.clone(),
+        data: Bytes::from_vec(bytes),
+        scales: (to == DType::I8).then(|| Arc::new(scales)),
     }
 }
 

@@ -60,13 +60,16 @@ pub enum DType {
     F16,
     /// Symmetric int8 with one f32 scale per row (output channel).
     I8,
+    /// bfloat16, as Hugging Face checkpoints store large models. Read while importing; ponder
+    /// model files never hold it.
+    BF16,
 }
 
 impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
-            DType::F16 => 2,
+            DType::F16 | DType::BF16 => 2,
             DType::I8 => 1,
         }
     }
@@ -110,6 +113,11 @@ impl WeightTensor {
             DType::F16 => {
                 for (o, c) in out.iter_mut().zip(bytes[r * n * 2..(r + 1) * n * 2].chunks_exact(2)) {
                     *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+            DType::BF16 => {
+                for (o, c) in out.iter_mut().zip(bytes[r * n * 2..(r + 1) * n * 2].chunks_exact(2)) {
+                    *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
                 }
             }
             DType::I8 => {
