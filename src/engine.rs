@@ -858,6 +858,12 @@ impl Engine {
         if let Some(m) = &existing {
             opts.chunking = m.chunking.clone();
             opts.vector_kind = self.opts.vectors.unwrap_or(m.vector_kind);
+        } else {
+            // A new index: chunks no longer than the model embeds whole (a ColBERT model's
+            // `document_length` can be shorter than the default chunk).
+            let c = &mut opts.chunking;
+            c.max_tokens = c.max_tokens.min(embedder.chunk_capacity());
+            c.overlap_tokens = c.overlap_tokens.min(c.max_tokens / 4);
         }
         let mut ix = Indexer::open(&self.dir, &embedder, stamp, opts)?;
         let _ = self.refresh();

@@ -475,3 +475,31 @@ fn a_damaged_token_file_is_named_by_check_and_search_never_panics() {
     std::fs::write(&path, &good).unwrap();
     assert!(ponder::index::check::check(&index).unwrap().ok());
 }
+
+#[test]
+fn a_new_index_chunks_to_the_models_document_length() {
+    // colbert-tiny's `document_length` is 24: the [D] marker, [CLS] and [SEP] leave 21 tokens
+    // of text, far below the default chunk of 254, which would be embedded cut short.
+    let t = TempDir::new("colbert-chunking");
+    let (engine, _) = late_index(&t);
+    let embedder = engine.query_embedder().unwrap();
+    assert_eq!(embedder.chunk_capacity(), 21);
+    let status = engine.status().unwrap();
+    assert_eq!(status.chunking["max_tokens"], 21, "{}", status.chunking);
+    let long: String = (0..60).map(|i| format!("The dog number {i} slept by the door.")).collect::<Vec<_>>().join(" ");
+    let docs = t.path().join("docs");
+    std::fs::write(docs.join("long.txt"), &long).unwrap();
+    let job = IndexJob { rebuild: false, compact: false, instruction: None, cancel: None };
+    engine.index(&[docs], &job, &mut |_| {}).unwrap();
+    let snap = engine.snapshot().unwrap();
+    let mut pieces = 0;
+    for &(a, b) in snap.reader.live.ranges() {
+        for id in a..b {
+            let c = snap.reader.chunk(id).unwrap().unwrap();
+            let n = embedder.tokenizer().token_spans(&c.record.text).len();
+            assert!(n <= 21, "a chunk of {n} tokens: {:?}", c.record.text);
+            pieces += c.path.ends_with("long.txt") as usize;
+        }
+    }
+    assert!(pieces >= 20, "the long file is cut into {pieces} chunks");
+}

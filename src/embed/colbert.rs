@@ -112,6 +112,11 @@ impl ColbertHead {
         Ok(ColbertHead { params: params.clone(), query_tok, doc_tok, proj })
     }
 
+    /// The tokenizer of documents, truncating to `document_length` less the marker.
+    pub fn document_tokenizer(&self) -> &TextTokenizer {
+        &self.doc_tok
+    }
+
     /// Token inputs as PyLate builds them: the marker after the first token; queries padded
     /// with the mask token to `query_length` when expansion is on.
     pub fn encode(&self, texts: &[&str], is_query: bool) -> Result<Vec<Encoded>> {

@@ -111,6 +111,14 @@ impl Embedder {
         self.config.colbert.as_ref().map_or(self.config.hidden_size, |c| c.dim)
     }
 
+    /// The most text tokens a chunk can hold and still be embedded whole: the tokenizer's limit
+    /// (a late-interaction model's `document_length`, less its marker) less the special tokens
+    /// it adds. A new index chunks to at most this.
+    pub fn chunk_capacity(&self) -> usize {
+        let tok = self.colbert.as_ref().map_or(&self.tokenizer, |h| h.document_tokenizer());
+        tok.max_len().saturating_sub(tok.added_special_tokens()).max(1)
+    }
+
     /// Whether the model has a late-interaction (ColBERT) head.
     pub fn is_late_interaction(&self) -> bool {
         self.colbert.is_some()

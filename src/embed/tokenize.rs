@@ -63,6 +63,12 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// How many special tokens (`[CLS]`, `[SEP]`, BOS, ...) encoding one text adds.
+    pub fn added_special_tokens(&self) -> usize {
+        let count = |special| self.untruncated.encode("a", special).map_or(0, |e| e.len());
+        count(true).saturating_sub(count(false))
+    }
+
     /// Number of tokens `text` has without truncation (special tokens included).
     pub fn count_tokens(&self, text: &str) -> Result<usize> {
         Ok(self.untruncated.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?.len())
