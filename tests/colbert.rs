@@ -89,6 +89,23 @@ fn f32_embedder(w: &ModelWeights) -> Embedder {
     Embedder::new(w, Precision::F32, DeviceChoice::Cpu).unwrap()
 }
 
+/// The f32 embedder on `choice`, or `None` (skipped, with a note) for a GPU when there is no
+/// usable adapter or PONDER_SKIP_GPU_TESTS is set.
+fn embedder_on(w: &ModelWeights, choice: DeviceChoice) -> Option<Embedder> {
+    if choice == DeviceChoice::Gpu && std::env::var_os("PONDER_SKIP_GPU_TESTS").is_some() {
+        eprintln!("skipped: PONDER_SKIP_GPU_TESTS is set");
+        return None;
+    }
+    match Embedder::new(w, Precision::F32, choice) {
+        Ok(e) => Some(e),
+        Err(ponder::Error::Device(msg)) if choice == DeviceChoice::Gpu => {
+            eprintln!("skipped: no usable wgpu adapter ({msg})");
+            None
+        }
+        Err(e) => panic!("{choice:?}: {e}"),
+    }
+}
+
 #[test]
 fn pylate_settings_are_read_from_the_directory() {
     let g = golden();
@@ -146,7 +163,10 @@ fn modernbert_backbone_matches_pylate() {
 /// (`tokens_hidden_expansion`, `maxsim_hidden_expansion`): the same ids, per-token cosine and
 /// MaxSim against the golden's documents.
 fn check_hidden_expansion(w: &ModelWeights, g: &Golden) {
-    let e = f32_embedder(w);
+    check_hidden_expansion_with(&f32_embedder(w), w, g);
+}
+
+fn check_hidden_expansion_with(e: &Embedder, w: &ModelWeights, g: &Golden) {
     let c = w.config.colbert.as_ref().unwrap();
     let mask = c.mask_token_id;
     let mut hidden_somewhere = false;
@@ -178,9 +198,12 @@ fn check_hidden_expansion(w: &ModelWeights, g: &Golden) {
 }
 
 fn check_f32(dir: &std::path::Path) {
-    let g = golden_at(dir);
     let w = ModelWeights::load(dir).unwrap();
-    let e = f32_embedder(&w);
+    check_f32_with(&f32_embedder(&w), dir);
+}
+
+fn check_f32_with(e: &Embedder, dir: &std::path::Path) {
+    let g = golden_at(dir);
     assert!(e.is_late_interaction());
     assert_eq!(e.dim(), 16);
     let q = e.embed_tokens(&texts(&g.queries), true).unwrap();
@@ -502,4 +525,47 @@ fn a_new_index_chunks_to_the_models_document_length() {
         }
     }
     assert!(pieces >= 20, "the long file is cut into {pieces} chunks");
+}
+
+/// Late interaction on burn (`flex`, and wgpu on lavapipe or a GPU): both backbones against
+/// PyLate, with queries as the goldens have them, expanded and attended to (BERT), and
+/// expanded with the expansion tokens hidden from attention (ModernBERT, where some local
+/// rows then see no key at all).
+fn check_on_burn(choice: DeviceChoice) {
+    for dir in [golden_dir(), modernbert_dir()] {
+        let w = ModelWeights::load(&dir).unwrap();
+        let Some(e) = embedder_on(&w, choice) else { return };
+        assert!(!e.is_native_cpu(), "{} on {choice:?} runs on {}", dir.display(), e.describe());
+        check_f32_with(&e, &dir);
+        // One text at a time gives what the padded batch gives.
+        let g = golden_at(&dir);
+        let batched = e.embed_tokens(&texts(&g.docs), false).unwrap();
+        for (doc, want) in g.docs.iter().zip(&batched) {
+            let alone = e.embed_tokens(&[doc.text.as_str()], false).unwrap().remove(0);
+            assert!(min_token_cosine(&alone, want) >= 0.99999, "padding changes {:?}", doc.text);
+        }
+    }
+    let g = golden();
+    let mut w = ModelWeights::load(&golden_dir()).unwrap();
+    w.config.colbert.as_mut().unwrap().attend_to_expansion = true;
+    let Some(e) = embedder_on(&w, choice) else { return };
+    let q = e.embed_tokens(&texts(&g.queries), true).unwrap();
+    let worst = q.iter().zip(&g.queries).map(|(a, b)| min_token_cosine(a, b.tokens_attend.as_ref().unwrap())).fold(1.0, f32::min);
+    assert!(worst >= 0.9999, "attended expansion on {choice:?}: smallest per-token cosine {worst}");
+    let g = golden_at(&modernbert_dir());
+    let mut w = ModelWeights::load(&modernbert_dir()).unwrap();
+    let c = w.config.colbert.as_mut().unwrap();
+    (c.query_expansion, c.attend_to_expansion) = (true, false);
+    let Some(e) = embedder_on(&w, choice) else { return };
+    check_hidden_expansion_with(&e, &w, &g);
+}
+
+#[test]
+fn late_interaction_on_flex_matches_pylate() {
+    check_on_burn(DeviceChoice::Flex);
+}
+
+#[test]
+fn late_interaction_on_gpu_matches_pylate() {
+    check_on_burn(DeviceChoice::Gpu);
 }

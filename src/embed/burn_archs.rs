@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::activation::{gelu, gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::burn_bert::{pool, table, to_host};
+use super::burn_bert::{key_mask, packed_rows, pool, table, to_host};
 use super::decoder::with_eos;
 use super::tokenize::Encoded;
 use crate::error::{Error, Result};
@@ -193,10 +193,16 @@ fn heads(x: &Tensor<2>, col0: usize, b: usize, t: usize, nh: usize, dh: usize) -
 }
 
 /// Softmax attention with an additive mask broadcast to `[B, heads, T, T]`; `[B*T, heads*dh]`.
-fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4>) -> Tensor<2> {
+/// `rows` (`[B, 1, T, 1]`, 0 or 1) zeroes the context of query rows that see no key at all,
+/// as PyTorch's attention does for a fully masked row.
+fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4>, rows: Option<&Tensor<4>>) -> Tensor<2> {
     let [b, nh, t, dh] = q.dims();
     let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f32).sqrt()) + mask;
-    softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b * t, nh * dh])
+    let mut p = softmax(scores, 3);
+    if let Some(r) = rows {
+        p = p * r.clone();
+    }
+    p.matmul(v).swap_dims(1, 2).reshape([b * t, nh * dh])
 }
 
 /// Reads pooled `[B, H]` rows back to the host.
@@ -267,6 +273,22 @@ impl BurnModernBert {
 
     /// Final hidden states `[B*T, H]`, the float mask `[B, T]` and the padded length `T`.
     fn encode(&self, batch: &[Encoded]) -> (Tensor<2>, Tensor<2>, usize) {
+        self.encode_keys(batch, None)
+    }
+
+    /// Final hidden states of every token, sequences back to back (`[sum of lengths, H]`),
+    /// for late interaction; with `key_lens`, sequence `b`'s tokens attend only to its first
+    /// `key_lens[b]` tokens, within the window on the local layers, and a token whose window
+    /// holds no visible key gets a zero context (as the native runtime and transformers do).
+    pub fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let (x, _, t) = self.encode_keys(batch, key_lens);
+        packed_rows(&x, batch, t, self.cfg.hidden_size)
+    }
+
+    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
         let cfg = &self.cfg;
         let (h, nh, dh, inter) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim(), cfg.intermediate_size);
         let eps = self.params.norm_eps;
@@ -275,26 +297,34 @@ impl BurnModernBert {
         let t = padded_len(batch);
         let (ids, mask) = ids_and_mask(batch, t, cfg.vocab_size, cfg.pad_token_id, dev);
         let mut x = layer_norm(self.word.clone().select(0, ids), &self.emb_ln, eps);
-        // Additive masks: padding `[B, 1, 1, T]`; local layers add the window `[1, 1, T, T]`.
-        let pad_mask = (mask.clone() - 1.0).mul_scalar(-HIDDEN).reshape([b, 1, 1, t]);
+        // Additive masks: padding (and hidden keys) `[B, 1, 1, T]`; local layers add the
+        // window `[1, 1, T, T]`.
+        let keys = if key_lens.is_some() { key_mask(batch, t, key_lens, dev) } else { mask.clone() };
+        let pad_mask = (keys.clone() - 1.0).mul_scalar(-HIDDEN).reshape([b, 1, 1, t]);
         let half = (self.params.local_attention / 2) as f32;
-        let window = offsets(t, dev).abs().greater_elem(half).float().mul_scalar(HIDDEN).reshape([1, 1, t, t]);
-        let local_mask = pad_mask.clone() + window;
+        let outside = offsets(t, dev).abs().greater_elem(half).float();
+        let local_mask = pad_mask.clone() + outside.clone().mul_scalar(HIDDEN).reshape([1, 1, t, t]);
+        // With hidden keys, a local row can see none: its context must be zero, not the
+        // uniform average a finite mask would give.
+        let local_rows = key_lens.map(|_| {
+            let visible = (outside.neg() + 1.0).reshape([1, 1, t, t]) * keys.reshape([b, 1, 1, t]);
+            visible.sum_dim(3).greater_elem(0.0).float()
+        });
         for layer in &self.layers {
             let a = match &layer.attn_ln {
                 Some(n) => layer_norm(x.clone(), n, eps),
                 None => x.clone(),
             };
             let qkv = layer.qkv.forward(a);
-            let (theta, mask) = if layer.global {
-                (self.params.global_rope_theta, pad_mask.clone())
+            let (theta, mask, rows) = if layer.global {
+                (self.params.global_rope_theta, pad_mask.clone(), None)
             } else {
-                (self.params.local_rope_theta, local_mask.clone())
+                (self.params.local_rope_theta, local_mask.clone(), local_rows.as_ref())
             };
             let q = self.rotary.apply(heads(&qkv, 0, b, t, nh, dh), theta);
             let k = self.rotary.apply(heads(&qkv, h, b, t, nh, dh), theta);
             let v = heads(&qkv, 2 * h, b, t, nh, dh);
-            x = x + layer.o.forward(attend(q, k, v, mask));
+            x = x + layer.o.forward(attend(q, k, v, mask, rows));
             // GeGLU: the activation on the first half of Wi's outputs, times the second.
             let u = layer.up.forward(layer_norm(x.clone(), &layer.ffn_ln, eps));
             let input = u.clone().slice([0..b * t, 0..inter]);
@@ -423,7 +453,7 @@ impl BurnDecoder {
             let q = self.rotary.apply(heads(&qkv, 0, b, t, nh, hd), theta);
             let k = repeat(self.rotary.apply(heads(&qkv, qd, b, t, kv, hd), theta));
             let v = repeat(heads(&qkv, qd + kvd, b, t, kv, hd));
-            x = x + layer.o.forward(attend(q, k, v, mask4.clone()));
+            x = x + layer.o.forward(attend(q, k, v, mask4.clone(), None));
             // SwiGLU: down(silu(gate(a)) · up(a)).
             let gu = layer.gate_up.forward(rms_norm(x.clone(), &layer.ffn_norm, eps));
             let g = gu.clone().slice([0..b * t, 0..inter]);

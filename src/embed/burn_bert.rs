@@ -98,6 +98,30 @@ pub struct BurnBert {
     head: Option<(Dense, Tensor<2>, Tensor<2>)>,
 }
 
+/// `[B, T]` mask of the keys each sequence's tokens may attend to (1 = visible): its first
+/// `key_lens[b]` tokens, clamped to `1..=len` (late-interaction queries hide their expansion
+/// tokens this way), or all of its tokens.
+pub(crate) fn key_mask(batch: &[Encoded], t: usize, key_lens: Option<&[usize]>, dev: &Device) -> Tensor<2> {
+    let mut mask = vec![0f32; batch.len() * t];
+    for (b, e) in batch.iter().enumerate() {
+        let len = e.ids.len().min(t);
+        let keys = key_lens.and_then(|k| k.get(b).copied()).unwrap_or(len).clamp(len.min(1), len);
+        mask[b * t..b * t + keys].fill(1.0);
+    }
+    Tensor::<2>::from_data(TensorData::new(mask, [batch.len(), t]), dev)
+}
+
+/// The hidden states of the real tokens of padded `[B*T, H]` rows, sequences back to back
+/// (`[sum of lengths, H]`), as the native runtimes' `hidden_states` return them.
+pub(crate) fn packed_rows(x: &Tensor<2>, batch: &[Encoded], t: usize, h: usize) -> Vec<f32> {
+    let all = to_host(x);
+    let mut out = Vec::with_capacity(batch.iter().map(|e| e.ids.len()).sum::<usize>() * h);
+    for (b, e) in batch.iter().enumerate() {
+        out.extend_from_slice(&all[b * t * h..(b * t + e.ids.len().min(t)) * h]);
+    }
+    out
+}
+
 pub(crate) fn table(weights: &ModelWeights, name: &str, device: &Device) -> Result<Tensor<2>> {
     let t = weights.get(name)?;
     Ok(Tensor::from_data(TensorData::new(t.to_f32(), [t.shape[0], t.shape[1]]), device))
@@ -178,6 +202,21 @@ impl BurnBert {
     /// Hidden states `[B*T, H]` and the float mask `[B, T]`, with `T` rounded up to 16 so
     /// that a GPU compiles few distinct shapes.
     fn encode(&self, batch: &[Encoded]) -> (Tensor<2>, Tensor<2>, usize) {
+        self.encode_keys(batch, None)
+    }
+
+    /// Final hidden states of every token, sequences back to back (`[sum of lengths, H]`),
+    /// for late interaction; with `key_lens`, sequence `b`'s tokens attend only to its first
+    /// `key_lens[b]` tokens (see `key_mask`).
+    pub fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let (x, _, t) = self.encode_keys(batch, key_lens);
+        packed_rows(&x, batch, t, self.cfg.hidden_size)
+    }
+
+    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
         let cfg = &self.cfg;
         let (h, nh, dh) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim());
         let b = batch.len();
@@ -200,8 +239,9 @@ impl BurnBert {
         let pos = self.pos.clone().slice([0..t, 0..h]).unsqueeze_dim::<3>(0).repeat_dim(0, b).reshape([b * t, h]);
         let x = self.word.clone().select(0, ids) + self.types.clone().select(0, tts) + pos;
         let mut x = self.emb_ln.forward(x);
-        // Additive mask [B, 1, 1, T]: 0 for tokens, -1e9 for padding.
-        let add_mask = (mask.clone() - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
+        // Additive mask [B, 1, 1, T]: 0 for visible keys, -1e9 for padding (and hidden keys).
+        let keys = if key_lens.is_some() { key_mask(batch, t, key_lens, dev) } else { mask.clone() };
+        let add_mask = (keys - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
         let scale = 1.0 / (dh as f32).sqrt();
         for layer in &self.layers {
             let qkv = layer.qkv.forward(x.clone());

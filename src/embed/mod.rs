@@ -65,11 +65,13 @@ impl Embedder {
         let device = resolved.describe();
         use crate::model::config::Architecture;
         let runtime = match (config.architecture, resolved) {
-            // Late interaction needs every token's hidden state: the native runtime's.
-            (Architecture::Bert, _) if config.colbert.is_some() => Runtime::Native(native::NativeBert::new(weights, precision)?),
-            // ModernBERT and decoders on burn's devices in f32; late interaction on a ModernBERT
-            // backbone keeps the native runtime (it needs every token's hidden state).
-            (Architecture::ModernBert, Resolved::Burn { device, .. }) if config.colbert.is_none() => {
+            // Late interaction needs every token's hidden state: the native runtime's or
+            // burn's (the WGSL kernels return pooled vectors only).
+            (Architecture::Bert, Resolved::Burn { device, .. }) if config.colbert.is_some() => {
+                Runtime::Burn(burn_bert::BurnBert::new(weights, device)?)
+            }
+            // ModernBERT and decoders on burn's devices in f32.
+            (Architecture::ModernBert, Resolved::Burn { device, .. }) => {
                 Runtime::BurnModernBert(burn_archs::BurnModernBert::new(weights, device)?)
             }
             (Architecture::ModernBert, _) => Runtime::ModernBert(modernbert::NativeModernBert::new(weights, precision)?),
@@ -132,8 +134,8 @@ impl Embedder {
             return Err(Error::Unsupported("this model has no late-interaction (ColBERT) head".into()));
         };
         let masked = head.masks_expansion(is_query);
-        if !matches!(self.runtime, Runtime::Native(_) | Runtime::ModernBert(_)) {
-            return Err(Error::Unsupported(format!("late interaction on {} (needs the native runtime)", self.device)));
+        if !matches!(self.runtime, Runtime::Native(_) | Runtime::ModernBert(_) | Runtime::Burn(_) | Runtime::BurnModernBert(_)) {
+            return Err(Error::Unsupported(format!("late interaction on {} (needs a BERT or ModernBERT backbone)", self.device)));
         }
         let enc = head.encode(texts, is_query)?;
         Ok(self.batched(&enc, |batch| {
@@ -142,6 +144,8 @@ impl Embedder {
             let hidden = match &self.runtime {
                 Runtime::Native(m) => m.hidden_states(batch, keys),
                 Runtime::ModernBert(m) => m.hidden_states(batch, keys),
+                Runtime::Burn(m) => m.hidden_states(batch, keys),
+                Runtime::BurnModernBert(m) => m.hidden_states(batch, keys),
                 _ => return vec![TokenMatrix::default(); batch.len()],
             };
             head.finish(&hidden, batch, is_query)
