@@ -3,6 +3,10 @@
 //! (BERT's full bidirectional attention has its own AVX-512 kernel in `kernels.rs`.)
 
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::kernels::{gemm_f32_strided, softmax_rows};
 
 /// Which keys a query token may attend to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,24 +35,54 @@ impl Mask {
 /// values from one row to the next.
 pub fn rotary(x: &mut [f32], len: usize, stride: usize, heads: usize, head_dim: usize, theta: f32) {
     let half = head_dim / 2;
-    let inv: Vec<f64> = (0..half).map(|d| 1.0 / (theta as f64).powf(2.0 * d as f64 / head_dim as f64)).collect();
+    let table = rotary_table(head_dim, theta, len);
     for pos in 0..len {
-        let (sin, cos): (Vec<f32>, Vec<f32>) = inv
-            .iter()
-            .map(|f| {
-                let a = pos as f64 * f;
-                (a.sin() as f32, a.cos() as f32)
-            })
-            .unzip();
+        let (cos, sin) = (&table.cos[pos * half..(pos + 1) * half], &table.sin[pos * half..(pos + 1) * half]);
         let row = &mut x[pos * stride..pos * stride + heads * head_dim];
         for h in row.chunks_exact_mut(head_dim) {
+            let (lo, hi) = h.split_at_mut(half);
             for d in 0..half {
-                let (a, b) = (h[d], h[d + half]);
-                h[d] = a * cos[d] - b * sin[d];
-                h[d + half] = b * cos[d] + a * sin[d];
+                let (a, b) = (lo[d], hi[d]);
+                lo[d] = a * cos[d] - b * sin[d];
+                hi[d] = b * cos[d] + a * sin[d];
             }
         }
     }
+}
+
+/// cos and sin of every (position, frequency), `[positions × head_dim / 2]`, computed in f64.
+struct RotaryTable {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+/// The table for (head_dim, theta) covering at least `len` positions, computed once and kept
+/// (a model has one or two bases; each layer and sequence reuses them).
+fn rotary_table(head_dim: usize, theta: f32, len: usize) -> Arc<RotaryTable> {
+    static TABLES: Mutex<Option<HashMap<(usize, u32), Arc<RotaryTable>>>> = Mutex::new(None);
+    let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    let tables = tables.get_or_insert_with(HashMap::new);
+    let half = head_dim / 2;
+    if let Some(t) = tables.get(&(head_dim, theta.to_bits())) {
+        if t.cos.len() >= len * half {
+            return t.clone();
+        }
+    }
+    // Grown to a power of two so that longer inputs rarely rebuild it.
+    let n = len.next_power_of_two().max(64);
+    let inv: Vec<f64> = (0..half).map(|d| 1.0 / (theta as f64).powf(2.0 * d as f64 / head_dim as f64)).collect();
+    let mut cos = Vec::with_capacity(n * half);
+    let mut sin = Vec::with_capacity(n * half);
+    for pos in 0..n {
+        for f in &inv {
+            let a = pos as f64 * f;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    let t = Arc::new(RotaryTable { cos, sin });
+    tables.insert((head_dim, theta.to_bits()), t.clone());
+    t
 }
 
 /// Scaled dot-product attention for one sequence of `len` tokens. `q` has `len` rows of
@@ -94,41 +128,51 @@ pub fn attend_keys(
     keys: usize,
     out: &mut [f32],
 ) {
-    assert!(kv_heads > 0 && heads % kv_heads == 0, "query heads must be a multiple of key/value heads");
+    assert!(kv_heads > 0 && heads.is_multiple_of(kv_heads), "query heads must be a multiple of key/value heads");
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let width = heads * head_dim;
-    out[..len * width].par_chunks_mut(width).enumerate().for_each(|(i, orow)| {
-        let (lo, hi) = mask.range(i, len);
-        let hi = hi.min(keys);
-        if lo >= hi {
-            orow.fill(0.0);
-            return;
-        }
-        let mut scores = vec![0f32; hi - lo];
-        for h in 0..heads {
+    let keys = keys.min(len);
+    let out = &mut out[..len * width];
+    if keys == 0 || head_dim == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // The keys each query row sees; an empty range gets a zero context.
+    let ranges: Vec<(usize, usize)> = (0..len)
+        .map(|i| {
+            let (lo, hi) = mask.range(i, len);
+            (lo, hi.min(keys))
+        })
+        .collect();
+    // Per head: scores = Q Kᵀ as one GEMM, each row's softmax over its visible keys (the rest
+    // zeroed), then context = P V as another. Causal and window masks waste the masked part
+    // of both products, which costs less than scalar loops over the visible keys.
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
             let kvh = h / group;
-            let qh = &q[i * q_stride + h * head_dim..i * q_stride + (h + 1) * head_dim];
-            let mut max = f32::NEG_INFINITY;
-            for (s, j) in scores.iter_mut().zip(lo..hi) {
-                let kh = &k[j * k_stride + kvh * head_dim..j * k_stride + (kvh + 1) * head_dim];
-                *s = qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f32>() * scale;
-                max = max.max(*s);
+            let mut scores = vec![0f32; len * keys];
+            gemm_f32_strided(len, keys, head_dim, &mut scores, keys, &q[h * head_dim..], q_stride, 1, &k[kvh * head_dim..], 1, k_stride);
+            for (row, &(lo, hi)) in scores.chunks_exact_mut(keys).zip(&ranges) {
+                if lo >= hi {
+                    row.fill(0.0);
+                    continue;
+                }
+                softmax_rows(&mut row[lo..hi], hi - lo, scale);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
             }
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            let o = &mut orow[h * head_dim..(h + 1) * head_dim];
-            o.fill(0.0);
-            for (s, j) in scores.iter().zip(lo..hi) {
-                let vh = &v[j * v_stride + kvh * head_dim..j * v_stride + (kvh + 1) * head_dim];
-                let p = s / sum;
-                o.iter_mut().zip(vh).for_each(|(a, b)| *a += p * b);
-            }
+            let mut ctx = vec![0f32; len * head_dim];
+            gemm_f32_strided(len, head_dim, keys, &mut ctx, head_dim, &scores, keys, 1, &v[kvh * head_dim..], v_stride, 1);
+            ctx
+        })
+        .collect();
+    for (i, row) in out.chunks_exact_mut(width).enumerate() {
+        for (h, ctx) in per_head.iter().enumerate() {
+            row[h * head_dim..(h + 1) * head_dim].copy_from_slice(&ctx[i * head_dim..(i + 1) * head_dim]);
         }
-    });
+    }
 }
 
 #[cfg(test)]
