@@ -94,6 +94,23 @@ fn quiet<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Resu
     r
 }
 
+/// Whether the system shows a GPU device node under `dev`: on Linux a DRM render node
+/// (`dri/renderD*`) or an NVIDIA device (`nvidia0`, ...). Without one, `auto` does not probe:
+/// enumerating adapters loads every installed Vulkan driver (Mesa's software one brings LLVM,
+/// about 70 MB of resident memory for the rest of the process) only to find CPU adapters.
+/// Other systems always probe.
+fn has_gpu_node(dev: &std::path::Path) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let any = |dir: &std::path::Path, prefix: &str| {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix)))
+            .unwrap_or(false)
+    };
+    any(&dev.join("dri"), "renderD") || any(dev, "nvidia")
+}
+
 pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
     match choice {
         DeviceChoice::Cpu => Ok(Resolved::NativeCpu),
@@ -108,7 +125,7 @@ pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
             Ok(Resolved::Burn { device, name: format!("gpu (wgpu: {name})") })
         }
         DeviceChoice::Auto => {
-            if std::env::var_os("PONDER_NO_GPU").is_some() {
+            if std::env::var_os("PONDER_NO_GPU").is_some() || !has_gpu_node(std::path::Path::new("/dev")) {
                 return Ok(Resolved::NativeCpu);
             }
             let gpus = quiet(Device::enumerate_physical).unwrap_or_default();
@@ -121,5 +138,27 @@ pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
             }
             Ok(Resolved::NativeCpu)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn auto_probes_only_where_a_gpu_device_node_exists() {
+        let dir = std::env::temp_dir().join(format!("ponder-dev-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("dri")).unwrap();
+        assert!(!has_gpu_node(&dir), "no nodes");
+        std::fs::write(dir.join("dri/card0"), b"").unwrap();
+        assert!(!has_gpu_node(&dir), "a display card without a render node");
+        std::fs::write(dir.join("dri/renderD128"), b"").unwrap();
+        assert!(has_gpu_node(&dir));
+        std::fs::remove_dir_all(dir.join("dri")).unwrap();
+        std::fs::write(dir.join("nvidia0"), b"").unwrap();
+        assert!(has_gpu_node(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

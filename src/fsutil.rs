@@ -67,3 +67,14 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> std::io::R
     }
     result.map_err(|e| Error::io(path, e))
 }
+
+/// Hands memory the allocator holds free back to the system (glibc keeps freed blocks for
+/// reuse; memory about to be taken by something that does not come from it, such as the
+/// vector graph's own memory maps, cannot reuse them).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -529,38 +529,53 @@ impl<'a> Indexer<'a> {
         Ok(FileRef { name: name.to_string(), first: 0, end: 0, bytes: bytes.len() as u64, crc32: crc32fast::hash(bytes) })
     }
 
+    /// The chunk segment of records `first..end`, as a new data file of generation `gen`.
+    fn write_chunks(&self, gen: u64, records: &[ChunkRecord]) -> Result<FileRef> {
+        let mut c = self.write_data_file(&format!("chunks-{gen:08}.seg"), &chunks::encode(records)?)?;
+        (c.first, c.end) = (records[0].id, records.last().unwrap().id + 1);
+        Ok(c)
+    }
+
+    /// The BM25 segment of `texts` (ids `first..end`), as a new data file of generation `gen`.
+    fn write_lexical(&self, gen: u64, texts: &[(u64, String)], (first, end): (u64, u64)) -> Result<FileRef> {
+        let docs: Vec<(u64, &str)> = texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+        let mut l = self.write_data_file(&format!("lex-{gen:08}.bm25"), &lexical::encode(&self.analyzer, &docs)?)?;
+        (l.first, l.end) = (first, end);
+        Ok(l)
+    }
+
+    /// The vector file of `delta` (ids `first..end`), as a new data file of generation `gen`.
+    fn write_vectors(&self, gen: u64, delta: &VectorDelta, (first, end): (u64, u64)) -> Result<FileRef> {
+        let name = format!("vec-{gen:08}.usearch");
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        delta.save(&tmp)?;
+        let (bytes, crc32) = crate::fsutil::crc32_file(&tmp)?;
+        fs::rename(&tmp, self.dir.join(&name)).map_err(|e| Error::io(&tmp, e))?;
+        Ok(FileRef { name, first, end, bytes, crc32 })
+    }
+
     /// Writes staged data files, then the manifest (the commit point).
     pub fn commit(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         let gen = self.manifest.generation + 1;
         if !self.staged.records.is_empty() {
             // Each staged part is dropped once its file is written, so that a large commit
-            // (compaction) never holds the records, the texts' postings and the vector file at
-            // once. A failed commit fails the job; what it staged is indexed again next run.
+            // never holds the records, the texts' postings and the vector file at once. A
+            // failed commit fails the job; what it staged is indexed again next run.
             let records = std::mem::take(&mut self.staged.records);
-            let first = records[0].id;
-            let end = records.last().unwrap().id + 1;
-            let mut c = self.write_data_file(&format!("chunks-{gen:08}.seg"), &chunks::encode(&records)?)?;
+            let c = self.write_chunks(gen, &records)?;
             drop(records);
-            (c.first, c.end) = (first, end);
             let texts = std::mem::take(&mut self.staged.texts);
-            let docs: Vec<(u64, &str)> = texts.iter().map(|(id, t)| (*id, t.as_str())).collect();
-            let mut l = self.write_data_file(&format!("lex-{gen:08}.bm25"), &lexical::encode(&self.analyzer, &docs)?)?;
-            drop(docs);
+            let l = self.write_lexical(gen, &texts, (c.first, c.end))?;
             drop(texts);
-            (l.first, l.end) = (first, end);
-            let name = format!("vec-{gen:08}.usearch");
-            let tmp = self.dir.join(format!(".{name}.tmp"));
-            self.staged.delta.save(&tmp)?;
-            self.staged.delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
-            let (bytes, crc32) = crate::fsutil::crc32_file(&tmp)?;
-            fs::rename(&tmp, self.dir.join(&name)).map_err(|e| Error::io(&tmp, e))?;
-            let v = FileRef { name, first, end, bytes, crc32 };
+            let delta = std::mem::replace(&mut self.staged.delta, VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?);
+            let v = self.write_vectors(gen, &delta, (c.first, c.end))?;
+            drop(delta);
             if !self.staged.tokens.is_empty() {
                 let staged = std::mem::take(&mut self.staged.tokens);
                 let image = tokens::encode(self.manifest.model.dim, &staged)?;
                 drop(staged);
                 let mut t = self.write_data_file(&format!("tok-{gen:08}.colbert"), &image)?;
-                (t.first, t.end) = (first, end);
+                (t.first, t.end) = (c.first, c.end);
                 self.manifest.token_files.push(t);
             }
             self.manifest.chunk_files.push(c);
@@ -606,7 +621,10 @@ impl<'a> Indexer<'a> {
         self.manifest.vector_files.len() > 8 || (stored > 1000 && stored > live + live / 3)
     }
 
-    /// Rewrites all live chunks into one file of each kind; dead chunks are dropped.
+    /// Rewrites all live chunks into one file of each kind; dead chunks are dropped. The files
+    /// are written one after the other, each from what it needs alone: the records (then
+    /// dropped), the texts' postings (then dropped), the vector graph. The whole index's
+    /// worth of each is never in memory together with the others.
     pub fn compact(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         self.commit(on)?;
         // The committed reader, reopened past the commit above: the files it already had were
@@ -614,48 +632,61 @@ impl<'a> Indexer<'a> {
         // read again. It is taken, not cached, because compaction deletes the files it maps.
         self.committed()?;
         let reader = self.committed.take().expect("committed() leaves a reader");
-        let records = reader.all_records()?;
-        let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
-        for r in &records {
-            // In stored form: i8 codes are copied, not dequantized and re-quantized.
-            let v = reader
-                .stored_vector(r.id)?
-                .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {} has no stored vector", r.id)))?;
-            delta.add_stored(r.id, &v)?;
-        }
-        // Token vectors are copied in stored form too, streamed into the file the commit below
-        // will reference (its generation's name); unreferenced if this job dies first.
-        let mut token_file = None;
-        if reader.has_tokens() && !records.is_empty() {
-            let name = format!("tok-{:08}.colbert", self.manifest.generation + 1);
-            let mut w = tokens::TokenWriter::create(&self.dir.join(&name), self.manifest.model.dim)?;
-            for r in &records {
-                let t = reader
-                    .stored_tokens(r.id)?
-                    .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {} has no stored token vectors", r.id)))?;
-                w.push(r.id, &t)?;
-            }
-            let (bytes, crc32) = w.finish()?;
-            let (first, end) = (records[0].id, records.last().unwrap().id + 1);
-            token_file = Some(FileRef { name, first, end, bytes, crc32 });
-        }
-        let texts: Vec<(u64, String)> =
-            records.iter().map(|r| (r.id, indexed_text(r.heading.as_deref(), &r.text))).collect();
-        drop(reader);
         let old: Vec<String> = self.manifest.referenced().map(String::from).collect();
+        let records = reader.all_records()?;
+        let gen = self.manifest.generation + 1;
+        let mut files = None;
+        if !records.is_empty() {
+            let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+            let span = (ids[0], ids[ids.len() - 1] + 1);
+            // Token vectors first, streamed in stored form into the file the manifest below
+            // will reference (this generation's name); unreferenced if this job dies first.
+            let mut token_file = None;
+            if reader.has_tokens() {
+                let name = format!("tok-{gen:08}.colbert");
+                let mut w = tokens::TokenWriter::create(&self.dir.join(&name), self.manifest.model.dim)?;
+                for &id in &ids {
+                    let t = reader
+                        .stored_tokens(id)?
+                        .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {id} has no stored token vectors")))?;
+                    w.push(id, &t)?;
+                }
+                let (bytes, crc32) = w.finish()?;
+                token_file = Some(FileRef { name, first: span.0, end: span.1, bytes, crc32 });
+            }
+            let texts: Vec<(u64, String)> =
+                records.iter().map(|r| (r.id, indexed_text(r.heading.as_deref(), &r.text))).collect();
+            let c = self.write_chunks(gen, &records)?;
+            drop(records);
+            let l = self.write_lexical(gen, &texts, span)?;
+            drop(texts);
+            crate::fsutil::release_free_memory();
+            let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
+            for &id in &ids {
+                // In stored form: i8 codes are copied, not dequantized and re-quantized.
+                let v = reader
+                    .stored_vector(id)?
+                    .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {id} has no stored vector")))?;
+                delta.add_stored(id, &v)?;
+            }
+            let v = self.write_vectors(gen, &delta, span)?;
+            files = Some((c, l, v, token_file));
+        }
+        drop(reader);
         self.manifest.chunk_files.clear();
         self.manifest.lexical_files.clear();
         self.manifest.vector_files.clear();
         self.manifest.token_files.clear();
-        self.manifest.token_files.extend(token_file);
-        self.staged.records = records;
-        self.staged.texts = texts;
-        self.staged.delta = delta;
-        if self.staged.records.is_empty() {
-            self.manifest.commit(&self.dir)?;
-        } else {
-            self.commit(on)?;
+        if let Some((c, l, v, t)) = files {
+            self.manifest.chunk_files.push(c);
+            self.manifest.lexical_files.push(l);
+            self.manifest.vector_files.push(v);
+            self.manifest.token_files.extend(t);
         }
+        // Files staged and not yet committed would be lost with the old lists: there are
+        // none, since the commit above emptied the stage.
+        debug_assert!(self.staged.records.is_empty());
+        self.commit(on)?;
         for name in old {
             let _ = fs::remove_file(self.dir.join(name));
         }
