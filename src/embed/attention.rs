@@ -59,7 +59,8 @@ struct RotaryTable {
 /// The table for (head_dim, theta) covering at least `len` positions, computed once and kept
 /// (a model has one or two bases; each layer and sequence reuses them).
 fn rotary_table(head_dim: usize, theta: f32, len: usize) -> Arc<RotaryTable> {
-    static TABLES: Mutex<Option<HashMap<(usize, u32), Arc<RotaryTable>>>> = Mutex::new(None);
+    type Tables = HashMap<(usize, u32), Arc<RotaryTable>>;
+    static TABLES: Mutex<Option<Tables>> = Mutex::new(None);
     let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
     let tables = tables.get_or_insert_with(HashMap::new);
     let half = head_dim / 2;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::activation::{gelu, gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::burn_bert::{key_mask, packed_rows, pool, table, to_host};
+use super::burn_bert::{key_mask, pool, table, to_host, PaddedEncoder};
 use super::decoder::with_eos;
 use super::tokenize::Encoded;
 use crate::error::{Error, Result};
@@ -273,22 +273,13 @@ impl BurnModernBert {
 
     /// Final hidden states `[B*T, H]`, the float mask `[B, T]` and the padded length `T`.
     fn encode(&self, batch: &[Encoded]) -> (Tensor<2>, Tensor<2>, usize) {
-        self.encode_keys(batch, None)
+        self.encode_keys_impl(batch, None)
     }
 
-    /// Final hidden states of every token, sequences back to back (`[sum of lengths, H]`),
-    /// for late interaction; with `key_lens`, sequence `b`'s tokens attend only to its first
+    /// `encode` where, with `key_lens`, sequence `b`'s tokens attend only to its first
     /// `key_lens[b]` tokens, within the window on the local layers, and a token whose window
     /// holds no visible key gets a zero context (as the native runtime and transformers do).
-    pub fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
-        if batch.is_empty() {
-            return Vec::new();
-        }
-        let (x, _, t) = self.encode_keys(batch, key_lens);
-        packed_rows(&x, batch, t, self.cfg.hidden_size)
-    }
-
-    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
+    fn encode_keys_impl(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
         let cfg = &self.cfg;
         let (h, nh, dh, inter) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim(), cfg.intermediate_size);
         let eps = self.params.norm_eps;
@@ -345,6 +336,16 @@ impl BurnModernBert {
         }
         let (x, mask, t) = self.encode(batch);
         rows(&pool(&self.cfg, x, mask, t, batch), self.cfg.hidden_size)
+    }
+}
+
+impl PaddedEncoder for BurnModernBert {
+    fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
+    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
+        self.encode_keys_impl(batch, key_lens)
     }
 }
 

@@ -122,6 +122,26 @@ pub(crate) fn packed_rows(x: &Tensor<2>, batch: &[Encoded], t: usize, h: usize) 
     out
 }
 
+/// A burn encoder over padded batches whose every token's hidden state late interaction reads.
+pub(crate) trait PaddedEncoder {
+    fn hidden_size(&self) -> usize;
+
+    /// Final hidden states `[B*T, H]`, the float mask `[B, T]` and the padded length `T`; with
+    /// `key_lens`, sequence `b`'s tokens attend only to its first `key_lens[b]` tokens (see
+    /// [`key_mask`]).
+    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize);
+
+    /// Final hidden states of every token, sequences back to back (`[sum of lengths, H]`),
+    /// as the native runtimes' `hidden_states` return them.
+    fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let (x, _, t) = self.encode_keys(batch, key_lens);
+        packed_rows(&x, batch, t, self.hidden_size())
+    }
+}
+
 pub(crate) fn table(weights: &ModelWeights, name: &str, device: &Device) -> Result<Tensor<2>> {
     let t = weights.get(name)?;
     Ok(Tensor::from_data(TensorData::new(t.to_f32(), [t.shape[0], t.shape[1]]), device))
@@ -202,21 +222,10 @@ impl BurnBert {
     /// Hidden states `[B*T, H]` and the float mask `[B, T]`, with `T` rounded up to 16 so
     /// that a GPU compiles few distinct shapes.
     fn encode(&self, batch: &[Encoded]) -> (Tensor<2>, Tensor<2>, usize) {
-        self.encode_keys(batch, None)
+        self.encode_keys_impl(batch, None)
     }
 
-    /// Final hidden states of every token, sequences back to back (`[sum of lengths, H]`),
-    /// for late interaction; with `key_lens`, sequence `b`'s tokens attend only to its first
-    /// `key_lens[b]` tokens (see `key_mask`).
-    pub fn hidden_states(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> Vec<f32> {
-        if batch.is_empty() {
-            return Vec::new();
-        }
-        let (x, _, t) = self.encode_keys(batch, key_lens);
-        packed_rows(&x, batch, t, self.cfg.hidden_size)
-    }
-
-    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
+    fn encode_keys_impl(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
         let cfg = &self.cfg;
         let (h, nh, dh) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim());
         let b = batch.len();
@@ -398,5 +407,15 @@ impl BurnBert {
             tensors,
             source: base.source.clone(),
         }
+    }
+}
+
+impl PaddedEncoder for BurnBert {
+    fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
+    fn encode_keys(&self, batch: &[Encoded], key_lens: Option<&[usize]>) -> (Tensor<2>, Tensor<2>, usize) {
+        self.encode_keys_impl(batch, key_lens)
     }
 }

@@ -144,8 +144,8 @@ impl Embedder {
             let hidden = match &self.runtime {
                 Runtime::Native(m) => m.hidden_states(batch, keys),
                 Runtime::ModernBert(m) => m.hidden_states(batch, keys),
-                Runtime::Burn(m) => m.hidden_states(batch, keys),
-                Runtime::BurnModernBert(m) => m.hidden_states(batch, keys),
+                Runtime::Burn(m) => burn_bert::PaddedEncoder::hidden_states(m, batch, keys),
+                Runtime::BurnModernBert(m) => burn_bert::PaddedEncoder::hidden_states(m, batch, keys),
                 _ => return vec![TokenMatrix::default(); batch.len()],
             };
             head.finish(&hidden, batch, is_query)
