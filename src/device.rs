@@ -95,7 +95,7 @@ fn quiet<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Resu
 }
 
 /// Whether the system shows a GPU device node under `dev`: on Linux a DRM render node
-/// (`dri/renderD*`) or an NVIDIA device (`nvidia0`, ...). Without one, `auto` does not probe:
+/// (`dri/renderD*`), an NVIDIA device (`nvidia0`, ...) or WSL's GPU (`dxg`). Without one, `auto` does not probe:
 /// enumerating adapters loads every installed Vulkan driver (Mesa's software one brings LLVM,
 /// about 70 MB of resident memory for the rest of the process) only to find CPU adapters.
 /// Other systems always probe.
@@ -108,7 +108,7 @@ fn has_gpu_node(dev: &std::path::Path) -> bool {
             .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix)))
             .unwrap_or(false)
     };
-    any(&dev.join("dri"), "renderD") || any(dev, "nvidia")
+    any(&dev.join("dri"), "renderD") || any(dev, "nvidia") || dev.join("dxg").exists()
 }
 
 pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
@@ -159,6 +159,10 @@ mod tests {
         std::fs::remove_dir_all(dir.join("dri")).unwrap();
         std::fs::write(dir.join("nvidia0"), b"").unwrap();
         assert!(has_gpu_node(&dir));
+        std::fs::remove_file(dir.join("nvidia0")).unwrap();
+        assert!(!has_gpu_node(&dir));
+        std::fs::write(dir.join("dxg"), b"").unwrap();
+        assert!(has_gpu_node(&dir), "WSL's GPU");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
