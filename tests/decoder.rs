@@ -423,4 +423,10 @@ fn broken_shard_sets_are_named() {
     std::fs::write(&path, b"{ not json").unwrap();
     let err = ModelWeights::load(t.path()).err().expect("refused");
     assert!(matches!(&err, Error::Corrupt { .. }), "{err}");
+
+    // A damaged shard is named, not reported as a missing tensor.
+    let t = sharded_copy("qwen3-shard-damaged", 2, &[]);
+    std::fs::write(t.path().join("model-00002-of-00002.safetensors"), b"\x08\0\0\0\0\0\0\0{garbage").unwrap();
+    let err = ModelWeights::load(t.path()).err().expect("refused");
+    assert!(matches!(&err, Error::Corrupt { path, .. } if path.ends_with("model-00002-of-00002.safetensors")), "{err}");
 }

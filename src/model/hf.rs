@@ -76,11 +76,21 @@ impl Folder {
                     map(&p).map(|m| (p, m))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            return Ok(Folder { files, index: Some(index) });
+            let folder = Folder { files, index: Some(index) };
+            folder.check_headers()?;
+            return Ok(folder);
         }
         let path = folder.join(SINGLE);
         let m = map(&path)?;
-        Ok(Folder { files: vec![(path, m)], index: None })
+        let folder = Folder { files: vec![(path, m)], index: None };
+        folder.check_headers()?;
+        Ok(folder)
+    }
+
+    /// Every file's safetensors header parses: a damaged file is named when the folder is
+    /// opened, not reported as a missing tensor later.
+    fn check_headers(&self) -> Result<()> {
+        (0..self.files.len()).try_for_each(|i| self.lookup(i).map(|_| ()))
     }
 
     /// Where the folder's weights are, for messages.
@@ -100,7 +110,10 @@ impl Folder {
         let shown = spec.hf_name.trim_start_matches('@');
         let found = match &self.index {
             Some(index) => names.iter().find_map(|n| index.get(n).map(|&f| (f, n.as_str()))),
-            None => names.iter().find(|n| self.lookup(0).is_ok_and(|st| st.tensor(n).is_ok())).map(|n| (0, n.as_str())),
+            None => {
+                let st = self.lookup(0)?;
+                names.iter().find(|n| st.tensor(n).is_ok()).map(|n| (0, n.as_str()))
+            }
         };
         let (file, name) =
             found.ok_or_else(|| Error::tensor(shown, format!("not found in {}", self.describe())))?;
