@@ -391,7 +391,11 @@ impl ValidationSet {
     fn run(&self, student: &Embedder) -> Result<DistillValidation> {
         let sq = student.embed(&self.queries.iter().map(String::as_str).collect::<Vec<_>>())?;
         let sp = student.embed(&self.passages.iter().map(String::as_str).collect::<Vec<_>>())?;
+        // Vectors of different widths have no cosine: NaN (null in the JSON report).
         let mean_cos = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            if a.first().map(Vec::len) != b.first().map(Vec::len) {
+                return f64::NAN;
+            }
             a.iter().zip(b).map(|(x, y)| f64::from(crate::embed::cosine(x, y))).sum::<f64>() / a.len().max(1) as f64
         };
         Ok(DistillValidation {
@@ -435,11 +439,11 @@ pub struct DistillReport {
     pub passages: usize,
 }
 
-/// Distils (or resumes distilling) a student of `teacher_weights` to `opts.steps` on `device`
+/// Distils (or resumes distilling) a student started from `student_from` (the teacher itself, or another BERT-layout model) to `opts.steps` on `device`
 /// (burn: flex on the CPU or wgpu), with `teacher` computing the targets, and writes it to
 /// `rc.out`. Progress lines go to `log`.
 pub fn run(
-    teacher_weights: &ModelWeights,
+    student_from: &ModelWeights,
     teacher: &Embedder,
     opts: &DistillOptions,
     device: Device,
@@ -452,14 +456,37 @@ pub fn run(
     if !(opts.mse_weight >= 0.0 && opts.kl_weight >= 0.0 && opts.mse_weight + opts.kl_weight > 0.0) {
         return Err(Error::InvalidInput("loss weights must be >= 0 and not both 0".into()));
     }
-    let init = student_init(teacher_weights, &opts.layers)?;
+    let init = student_init(student_from, &opts.layers)?;
+    // A teacher of another width cannot be matched vector for vector: the student then learns
+    // its in-batch similarity distributions alone.
+    let mut opts = opts.clone();
+    let opts = &mut opts;
+    if teacher.dim() != init.config.hidden_size {
+        if opts.kl_weight <= 0.0 {
+            return Err(Error::InvalidInput(format!(
+                "the teacher's vectors have {} dimensions and the student's {}: only the KL term (--kl-weight > 0) can train it",
+                teacher.dim(),
+                init.config.hidden_size
+            )));
+        }
+        if opts.mse_weight > 0.0 {
+            log(&format!(
+                "the teacher's vectors have {} dimensions and the student's {}: training on the KL term alone",
+                teacher.dim(),
+                init.config.hidden_size
+            ));
+            opts.mse_weight = 0.0;
+        }
+    }
+    let opts = &*opts;
     let passages = load_passages(&rc.data)?;
     let (train_ids, val_ids) = split_ids(passages.len(), rc.val_passages);
     log(&format!(
-        "distilling {} teacher layers {:?} of {} from {} passages ({} held back for validation)",
+        "distilling {} layers {:?} of {} ({} layers) from {} passages ({} held back for validation)",
         opts.layers.len(),
         opts.layers,
-        teacher_weights.config.num_layers,
+        student_from.source,
+        student_from.config.num_layers,
         train_ids.len(),
         val_ids.len()
     ));
@@ -526,8 +553,8 @@ pub fn run(
     }
     let mut weights = trainer.weights();
     let provenance = format!(
-        "ponder student distilled by `ponder train distill` from {} (teacher layers {:?}): {} steps of {} passages + pseudo-queries from {}, mse {} + kl {} (scale {}), max_len {}",
-        teacher_weights.source,
+        "ponder student distilled by `ponder train distill`, started from {} (layers {:?}): {} steps of {} passages + pseudo-queries from {}, mse {} + kl {} (scale {}), max_len {}",
+        student_from.source,
         opts.layers,
         trainer.step(),
         opts.batch,
@@ -582,7 +609,7 @@ pub fn distill_step(
     let (ent_rows, ent_cols) = (neg_entropy(&rows), neg_entropy(&cols));
     let (mse_w, kl_w) = (opts.mse_weight, opts.kl_weight);
     trainer.custom_step(|model, tok| {
-        if model.config().hidden_size != h {
+        if mse_w > 0.0 && model.config().hidden_size != h {
             return Err(Error::InvalidInput(format!(
                 "teacher vectors have {h} dimensions, the student {}",
                 model.config().hidden_size
@@ -592,9 +619,9 @@ pub fn distill_step(
         let sp = model.embed_tensor(&tok.encode(&docs)?);
         let dev = sq.device();
         let flat = |v: &[Vec<f32>]| Tensor::<2>::from_data(TensorData::new(v.concat(), [b, h]), &dev);
-        let (tq, tp) = (flat(&tq), flat(&tp));
         let mut loss = Tensor::<1>::zeros([1], &dev);
         if mse_w > 0.0 {
+            let (tq, tp) = (flat(&tq), flat(&tp));
             let d = (sq.clone() - tq).powi_scalar(2).sum() + (sp.clone() - tp).powi_scalar(2).sum();
             loss = loss + d.mul_scalar(mse_w / (2 * b) as f64);
         }

@@ -537,7 +537,13 @@ struct DistillArgs {
     /// Teacher: `default` (the built-in model), a Hugging Face directory or a ponder file.
     #[arg(long, default_value = "default")]
     teacher: ModelSource,
-    /// Student layers: a count (spread over the teacher's) or teacher layer indices (0,2,4).
+    /// The BERT-layout model the student starts from (its embeddings and the layers picked by
+    /// --layers): by default the teacher itself. A teacher of another architecture (ModernBERT,
+    /// a decoder, ColBERT) needs one, for example `default`; when its width differs from the
+    /// teacher's, the student learns the teacher's in-batch similarities only (the KL term).
+    #[arg(long)]
+    student: Option<ModelSource>,
+    /// Student layers: a count (spread over the starting model's) or its layer indices (0,2,4).
     #[arg(long, default_value = "3")]
     layers: String,
     /// Unlabeled text: a .jsonl file ({"title", "text"} per line) or a folder to read.
@@ -943,7 +949,11 @@ fn train(command: TrainCommand) -> Result<()> {
 
 fn train_distill(a: DistillArgs) -> Result<()> {
     let teacher_w = a.teacher.load().with_context(|| format!("loading --teacher {}", engine::model_name(&a.teacher)))?;
-    let layers = ponder::distill::parse_layers(&a.layers, teacher_w.config.num_layers)?;
+    let student_w = match &a.student {
+        Some(s) => s.load().with_context(|| format!("loading --student {}", engine::model_name(s)))?,
+        None => teacher_w.clone(),
+    };
+    let layers = ponder::distill::parse_layers(&a.layers, student_w.config.num_layers)?;
     // The student trains on burn (flex on the CPU, wgpu on a GPU); the teacher runs where it
     // is fastest: the native runtime on the CPU, the GPU when training there.
     let (device, teacher_on) = match ponder::device::resolve(match a.device {
@@ -968,7 +978,7 @@ fn train_distill(a: DistillArgs) -> Result<()> {
         data: a.data, out: a.out, precision: a.precision, checkpoint_every: a.checkpoint_every, eval_every: a.eval_every,
         val_passages: a.val_passages, progress_every: a.progress_every, max_minutes: a.max_minutes,
     };
-    let report = ponder::distill::run(&teacher_w, &teacher, &opts, device, &rc, &|line| eprintln!("{line}"))?;
+    let report = ponder::distill::run(&student_w, &teacher, &opts, device, &rc, &|line| eprintln!("{line}"))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -129,3 +129,46 @@ fn distill_runs_resumes_lowers_its_loss_and_writes_a_3_layer_student() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--layers"));
 }
+
+#[test]
+fn a_teacher_of_another_architecture_trains_a_bert_student() {
+    // The Qwen3 decoder golden (hidden 32) teaches a student started from the tiny BERT: the
+    // same width, so both loss terms apply.
+    let tmp = TempDir::new("distill-decoder");
+    let student = tiny_teacher(&tmp);
+    let teacher = common::repo().join("tests/golden/qwen3-tiny");
+    let teacher = teacher.to_str().unwrap();
+    let data = tmp.path().join("texts.jsonl");
+    let lines: String =
+        TEXTS.iter().map(|(t, x)| serde_json::json!({"title": t, "text": x}).to_string() + "\n").collect();
+    std::fs::write(&data, lines).unwrap();
+    let data = data.to_str().unwrap();
+    let out = tmp.path().join("s.ponder");
+    let out = out.to_str().unwrap();
+    // Without --student, a decoder cannot be cut into a BERT student: a clear refusal.
+    let o = ponder(&["--threads", "1", "train", "distill", "--teacher", teacher, "--data", data, "--out", out, "--device", "flex"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BERT-layout"), "{}", String::from_utf8_lossy(&o.stderr));
+    let (report, _) = distill(teacher, data, out, &["--student", &student]);
+    assert_eq!(report["steps_done"], 6);
+    let val = report["validation"].as_array().unwrap();
+    let cos = |i: usize, k: &str| val[i][1][k].as_f64().unwrap();
+    assert!(cos(1, "passage_cosine") > cos(0, "passage_cosine"), "{val:?}");
+    assert_eq!(ModelWeights::load(std::path::Path::new(out)).unwrap().config.num_layers, 3);
+
+    // A teacher of another width: the ColBERT golden's vectors are 16 wide, the student 32.
+    // With the KL weight at 0 nothing could train it: refused.
+    let colbert = common::repo().join("tests/golden/colbert-tiny");
+    let out2 = tmp.path().join("k.ponder");
+    let o = ponder(&[
+        "--threads", "1", "train", "distill", "--teacher", colbert.to_str().unwrap(), "--student", &student, "--data", data,
+        "--out", out2.to_str().unwrap(), "--device", "flex", "--kl-weight", "0", "--steps", "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only the KL term"), "{}", String::from_utf8_lossy(&o.stderr));
+    // With the KL term on, the 16-wide ColBERT teacher trains the 32-wide student.
+    let (report, stderr) = distill(colbert.to_str().unwrap(), data, out2.to_str().unwrap(), &["--student", &student]);
+    assert!(stderr.contains("training on the KL term alone"), "{stderr}");
+    assert_eq!(report["steps_done"], 6);
+    assert!(report["validation"][0][1]["passage_cosine"].is_null());
+}
