@@ -26,7 +26,14 @@ impl Reranker {
 
     /// The reranker built into the binary.
     pub fn default_weights() -> Result<ModelWeights> {
-        let mut w = crate::model::format::read_embedded(crate::model::embedded::DEFAULT_RERANKER, "<embedded reranker>")?;
+        // Its word-embedding table is the default model's (frozen in training), stored once.
+        let base = ModelWeights::embedded_default()?;
+        let mut w = crate::model::format::read_embedded_sharing(
+            crate::model::embedded::DEFAULT_RERANKER,
+            "<embedded reranker>",
+            &base,
+            false,
+        )?;
         w.source = "embedded reranker".into();
         Ok(w)
     }

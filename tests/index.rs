@@ -169,6 +169,47 @@ fn reindexing_embeds_only_changed_files_and_drops_deleted_ones() {
 }
 
 #[test]
+fn commits_merge_as_they_come_and_answer_as_one_segment_does() {
+    // 26 files committed one by one: the small segments merge by fours during the job, so the
+    // index never holds more than three, and it answers as an index built in one commit.
+    let t = TempDir::new("ix-merge");
+    let docs = t.path().join("docs");
+    let topics = ["bread", "rivers", "engines", "gardens", "violins", "glaciers", "compilers", "bees", "tides", "kites", "ferns", "comets", "looms"];
+    for (i, topic) in topics.iter().enumerate() {
+        for part in 0..2 {
+            let text = format!("# Note {i}.{part} on {topic}\n\nThis note is about {topic}: part {part} of two, number {i}, with words on {topic} and little else.\n");
+            write(&docs, &format!("{topic}-{part}.md"), &text);
+        }
+    }
+    let (one, many) = (t.path().join("one"), t.path().join("many"));
+    let d = docs.to_str().unwrap();
+    ok(&["index", d, "--index", one.to_str().unwrap(), "--progress", "none"]);
+    let out = ponder(&["index", d, "--index", many.to_str().unwrap(), "--progress", "json", "--commit-every", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let commits = String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()).filter(|l| l.contains("\"event\":\"commit\"")).count();
+    assert!(commits >= 26, "{commits} commits");
+    let st = status(&many);
+    assert_eq!(st["files"], 26);
+    assert_eq!(st["chunks"], status(&one)["chunks"]);
+    let segments = st["vector_files"].as_u64().unwrap();
+    assert!((1..=3).contains(&segments), "{segments} segments after {commits} commit events: {st}");
+    // Every data file the manifest names is sound, and merged-away files are gone.
+    let report: serde_json::Value = serde_json::from_str(&ok(&["check", "--index", many.to_str().unwrap(), "--json"])).unwrap();
+    let files = report["files"].as_array().unwrap();
+    assert!(files.iter().all(|f| f["problem"].is_null()), "{report}");
+    let on_disk = std::fs::read_dir(&many).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("vec-")).count();
+    assert_eq!(on_disk as u64, segments);
+    for q in ["glaciers and tides", "how do compilers work", "bees in the gardens", "part 1 of two number 7"] {
+        for mode in ["hybrid", "dense", "lexical"] {
+            let top = |idx: &Path| search_json(idx, q, mode).iter().map(|h| (h["path"].as_str().unwrap().to_string(), h["start_line"].clone())).collect::<Vec<_>>();
+            let score = |idx: &Path| search_json(idx, q, mode)[0]["score"].as_f64().unwrap();
+            assert_eq!(top(&many), top(&one), "{mode} {q}");
+            assert!((score(&many) - score(&one)).abs() < 1e-4, "{mode} {q}");
+        }
+    }
+}
+
+#[test]
 fn an_index_refuses_to_mix_models_and_records_its_instruction() {
     let (_t, docs, index) = setup("ix-mix");
     let (d, idx) = (docs.to_str().unwrap(), index.to_str().unwrap());

@@ -212,7 +212,7 @@ fn int8_gpu_cross_encoder_matches_native() {
         return;
     }
     // The trained reranker built into the binary: the pooler/classifier head on WgslBert.
-    let w = ponder::model::format::read_embedded(ponder::model::embedded::DEFAULT_RERANKER, "<embedded reranker>").unwrap();
+    let w = ponder::rerank::Reranker::default_weights().unwrap();
     let (texts, _) = golden();
     let pairs: Vec<(&str, &str)> = (0..8).map(|i| (texts[i].as_str(), texts[(i * 5 + 3) % texts.len()].as_str())).collect();
     let logits = |precision, device| Embedder::new(&w, precision, device).unwrap().score_pairs(&pairs).unwrap();

@@ -196,7 +196,12 @@ impl Manifest {
 
     /// Names of every data file the manifest references.
     pub fn referenced(&self) -> impl Iterator<Item = &str> {
-        self.chunk_files.iter().chain(&self.vector_files).chain(&self.lexical_files).chain(&self.token_files).map(|f| f.name.as_str())
+        self.referenced_files().map(|f| f.name.as_str())
+    }
+
+    /// Every data file the manifest references.
+    pub fn referenced_files(&self) -> impl Iterator<Item = &FileRef> {
+        self.chunk_files.iter().chain(&self.vector_files).chain(&self.lexical_files).chain(&self.token_files)
     }
 }
 
@@ -242,6 +247,11 @@ impl LiveSet {
     }
     pub fn len(&self) -> u64 {
         self.ranges.iter().map(|r| r.1 - r.0).sum()
+    }
+    /// How many ids in `[first, end)` are live.
+    pub fn count_in(&self, first: u64, end: u64) -> u64 {
+        let i = self.ranges.partition_point(|r| r.1 <= first);
+        self.ranges[i..].iter().take_while(|r| r.0 < end).map(|r| r.1.min(end) - r.0.max(first)).sum()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -163,10 +163,14 @@ impl IndexReader {
     /// `k` (a very selective filter), the search is repeated exactly, so `k` results come back
     /// whenever `k` exist.
     pub fn dense_in(&self, query: &[f32], k: usize, exact: bool, live: &LiveSet) -> Result<Vec<(u64, f32)>> {
-        let mut all = Vec::new();
-        for (_, v) in &self.vectors {
-            all.extend(v.search(query, k, live, exact)?);
-        }
+        // Segments are searched side by side (a large index has several; see `plan_merge`).
+        use rayon::prelude::*;
+        let per: Vec<Vec<(u64, f32)>> = if self.vectors.len() > 1 {
+            self.vectors.par_iter().map(|(_, v)| v.search(query, k, live, exact)).collect::<Result<_>>()?
+        } else {
+            self.vectors.iter().map(|(_, v)| v.search(query, k, live, exact)).collect::<Result<_>>()?
+        };
+        let mut all: Vec<(u64, f32)> = per.into_iter().flatten().collect();
         if !exact && all.len() < k && (all.len() as u64) < live.len() {
             return self.dense_in(query, k, true, live);
         }
@@ -261,9 +265,10 @@ impl IndexReader {
         Ok(out)
     }
 
-    /// Every stored chunk record of a segment list, for compaction.
-    pub(crate) fn all_records(&self) -> Result<Vec<ChunkRecord>> {
-        self.records_in(0, u64::MAX)
+    /// Each vector file's id span and stored vector count (dead ones included), in
+    /// manifest order: the segments merging works on.
+    pub fn vector_spans(&self) -> Vec<(u64, u64, u64)> {
+        self.manifest.vector_files.iter().zip(&self.vectors).map(|(f, (_, v))| (f.first, f.end, v.len() as u64)).collect()
     }
 
     pub fn vector_files(&self) -> usize {

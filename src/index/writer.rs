@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::chunks::{self, ChunkRecord};
 use super::lexical::{self, Analyzer};
-use super::manifest::{FileEntry, FileRef, Manifest, ModelStamp, VectorKind, MANIFEST};
+use super::manifest::{FileEntry, FileRef, LiveSet, Manifest, ModelStamp, VectorKind, MANIFEST};
 use super::reader::IndexReader;
 use super::tokens::{self, StoredTokens};
 use super::vectors::{Stored, VectorDelta};
@@ -23,6 +23,11 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, WalkOptions};
 
 const LOCK: &str = "LOCK";
+
+/// Segments of one size tier merged into one of the next (see [`Indexer::merge_plan`]).
+const MERGE_FACTOR: usize = 4;
+/// Live chunks below which every segment is in the lowest tier (times [`MERGE_FACTOR`]).
+const LEVEL_BASE: u64 = 2048;
 
 #[derive(Clone, Debug)]
 pub struct IndexOptions {
@@ -299,7 +304,8 @@ impl<'a> Indexer<'a> {
                     on(Progress::Warning(format!("skipped {}: {msg}", path.display())));
                 }
             }
-            if pending_chunks >= 256 || i + 1 == total {
+            // Embedded in batches of 256 chunks, or fewer when commits come more often.
+            if pending_chunks >= self.opts.commit_every_chunks.clamp(1, 256) || i + 1 == total {
                 self.embed_pending(std::mem::take(&mut pending), &mut report)?;
                 pending_chunks = 0;
             }
@@ -308,6 +314,7 @@ impl<'a> Indexer<'a> {
                 || (last_commit.elapsed().as_secs_f64() >= self.opts.commit_every_secs && !self.staged.files.is_empty())
             {
                 self.commit(on)?;
+                self.merge_as_needed(on)?;
                 last_commit = Instant::now();
             }
         }
@@ -317,9 +324,7 @@ impl<'a> Indexer<'a> {
         if register || staged {
             self.commit(on)?;
         }
-        if self.needs_compaction() {
-            self.compact(on)?;
-        }
+        self.merge_as_needed(on)?;
         report.generation = self.manifest.generation;
         report.elapsed_s = start.elapsed().as_secs_f64();
         report.chunks_per_s = report.chunks_added as f64 / report.elapsed_s.max(1e-9);
@@ -615,25 +620,87 @@ impl<'a> Indexer<'a> {
         Ok(n)
     }
 
-    fn needs_compaction(&self) -> bool {
-        let stored: u64 = self.manifest.vector_files.iter().map(|f| f.end.saturating_sub(f.first)).sum();
-        let live = self.manifest.live_chunks();
-        self.manifest.vector_files.len() > 8 || (stored > 1000 && stored > live + live / 3)
+    /// Segments the index could be rewritten as: a reader's per-vector-file spans and counts.
+    /// Returns `(first, end, live, stored)` for each segment (one commit's or one merge's
+    /// files), in id order.
+    fn segments(&mut self) -> Result<Vec<(u64, u64, u64, u64)>> {
+        let live = LiveSet::new(self.manifest.live_ranges());
+        let reader = self.committed()?;
+        Ok(reader.vector_spans().into_iter().map(|(a, b, stored)| (a, b, live.count_in(a, b), stored)).collect())
     }
 
-    /// Rewrites all live chunks into one file of each kind; dead chunks are dropped. The files
-    /// are written one after the other, each from what it needs alone: the records (then
-    /// dropped), the texts' postings (then dropped), the vector graph. The whole index's
-    /// worth of each is never in memory together with the others.
+    /// The largest segment merging builds: its vector graph is built in memory, so it is
+    /// bounded in bytes (about 192 MiB of vectors and links), whatever the corpus.
+    fn max_segment_chunks(&self) -> u64 {
+        let per = match self.manifest.vector_kind {
+            VectorKind::I8 => 1,
+            VectorKind::F16 => 2,
+            VectorKind::F32 => 4,
+            VectorKind::B1 => 0,
+        } * self.manifest.model.dim
+            + self.manifest.model.dim / 8
+            + 192;
+        ((192u64 << 20) / per as u64).max(LEVEL_BASE * MERGE_FACTOR as u64)
+    }
+
+    /// The next run of segments to rewrite as one (see [`plan_merge`]).
+    fn merge_plan(&mut self) -> Result<Option<(u64, u64)>> {
+        let cap = self.max_segment_chunks();
+        Ok(plan_merge(&self.segments()?, cap))
+    }
+
+    /// Merges segments as [`Self::merge_plan`] says until it says nothing (after each commit
+    /// of an indexing job).
+    fn merge_as_needed(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
+        while let Some(span) = self.merge_plan()? {
+            self.merge(span, on)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites all live chunks into as few segments as [`Self::max_segment_chunks`] allows
+    /// (one, for any index under a few hundred thousand chunks); dead chunks are dropped.
     pub fn compact(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         self.commit(on)?;
+        let cap = self.max_segment_chunks();
+        let segs = self.segments()?;
+        // Greedy runs of adjacent segments whose live chunks fit one segment.
+        let mut runs: Vec<(u64, u64, usize, bool)> = Vec::new();
+        for s in segs {
+            let dead = s.3 > s.2;
+            match runs.last_mut() {
+                Some(r) if r.2 as u64 + s.2 <= cap || s.2 == 0 => {
+                    r.1 = s.1;
+                    r.2 += s.2 as usize;
+                    r.3 = true;
+                }
+                _ => runs.push((s.0, s.1, s.2 as usize, dead)),
+            }
+        }
+        for (a, b, _, rewrite) in runs {
+            if rewrite {
+                self.merge((a, b), on)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the segments within the id span `[lo, hi)` as one; their dead chunks are
+    /// dropped. The files are written one after the other, each from what it needs alone:
+    /// the records (then dropped), the texts' postings (then dropped), the vector graph. The
+    /// span's worth of each is never in memory together with the others.
+    fn merge(&mut self, (lo, hi): (u64, u64), on: &mut dyn FnMut(Progress)) -> Result<()> {
+        if !self.staged.records.is_empty() || !self.staged.files.is_empty() || !self.staged.removed.is_empty() {
+            self.commit(on)?;
+        }
         // The committed reader, reopened past the commit above: the files it already had were
-        // verified when it opened them (at the start of the job), so only the new ones are
-        // read again. It is taken, not cached, because compaction deletes the files it maps.
+        // verified when it opened them, so only the new ones are read again. It is taken, not
+        // cached, because merging deletes the files it maps.
         self.committed()?;
         let reader = self.committed.take().expect("committed() leaves a reader");
-        let old: Vec<String> = self.manifest.referenced().map(String::from).collect();
-        let records = reader.all_records()?;
+        let in_span = |f: &FileRef| f.first >= lo && f.end <= hi;
+        let old: Vec<String> = self.manifest.referenced_files().filter(|f| in_span(f)).map(|f| f.name.clone()).collect();
+        let records = reader.records_in(lo, hi)?;
         let gen = self.manifest.generation + 1;
         let mut files = None;
         if !records.is_empty() {
@@ -670,28 +737,77 @@ impl<'a> Indexer<'a> {
                 delta.add_stored(id, &v)?;
             }
             let v = self.write_vectors(gen, &delta, span)?;
+            drop(delta);
             files = Some((c, l, v, token_file));
         }
         drop(reader);
-        self.manifest.chunk_files.clear();
-        self.manifest.lexical_files.clear();
-        self.manifest.vector_files.clear();
-        self.manifest.token_files.clear();
-        if let Some((c, l, v, t)) = files {
-            self.manifest.chunk_files.push(c);
-            self.manifest.lexical_files.push(l);
-            self.manifest.vector_files.push(v);
-            self.manifest.token_files.extend(t);
+        let (c, l, v, t) = match files {
+            Some((c, l, v, t)) => (Some(c), Some(l), Some(v), t),
+            None => (None, None, None, None),
+        };
+        let m = &mut self.manifest;
+        for (list, new) in [(&mut m.chunk_files, c), (&mut m.lexical_files, l), (&mut m.vector_files, v), (&mut m.token_files, t)] {
+            list.retain(|f| !in_span(f));
+            if let Some(f) = new {
+                let at = list.partition_point(|x| x.end <= f.first);
+                list.insert(at, f);
+            }
         }
         // Files staged and not yet committed would be lost with the old lists: there are
         // none, since the commit above emptied the stage.
         debug_assert!(self.staged.records.is_empty());
         self.commit(on)?;
+        crate::fsutil::release_free_memory();
         for name in old {
             let _ = fs::remove_file(self.dir.join(name));
         }
         Ok(())
     }
+}
+
+/// The next run of segments to rewrite as one, as an id span, or `None`. `segs` holds each
+/// segment's `(first id, end id, live chunks, stored chunks)` in id order; no merge produces a
+/// segment of more than `cap` live chunks.
+/// - A segment with no live chunk, or whose stored chunks are more than a third dead (past
+///   1,000), is rewritten alone.
+/// - Size tiers: a segment's level is how many times [`MERGE_FACTOR`] its live count is past
+///   [`LEVEL_BASE`] × [`MERGE_FACTOR`]. [`MERGE_FACTOR`] adjacent segments of one level are
+///   merged into one of the next level.
+///
+/// So each chunk is rewritten about log4(N / 2048) times as an index grows to N chunks (a
+/// merge of everything every few commits rewrote it N / 16k times), and no merge holds more
+/// than one bounded segment in memory.
+fn plan_merge(segs: &[(u64, u64, u64, u64)], cap: u64) -> Option<(u64, u64)> {
+    if let Some(s) = segs.iter().find(|s| (s.2 == 0 && s.3 > 0) || (s.3 > 1000 && s.3 > s.2 + s.2 / 3)) {
+        return Some((s.0, s.1));
+    }
+    let level = |n: u64| {
+        let (mut l, mut bound) = (0u32, LEVEL_BASE * MERGE_FACTOR as u64);
+        while n >= bound {
+            l += 1;
+            bound = bound.saturating_mul(MERGE_FACTOR as u64);
+        }
+        l
+    };
+    let mut i = 0;
+    while i < segs.len() {
+        let l = level(segs[i].2);
+        let mut j = i;
+        while j < segs.len() && level(segs[j].2) == l {
+            j += 1;
+        }
+        for start in i..j {
+            if j - start < MERGE_FACTOR {
+                break;
+            }
+            let run = &segs[start..start + MERGE_FACTOR];
+            if run.iter().map(|s| s.2).sum::<u64>() <= cap {
+                return Some((run[0].0, run[MERGE_FACTOR - 1].1));
+            }
+        }
+        i = j;
+    }
+    None
 }
 
 enum Prepared {
@@ -710,3 +826,75 @@ fn text_hash(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies a merge plan's span to simulated segments: the run becomes one segment of its
+    /// live chunks. Returns the chunks rewritten.
+    fn apply(segs: &mut Vec<(u64, u64, u64, u64)>, (lo, hi): (u64, u64)) -> u64 {
+        let at = segs.iter().position(|s| s.0 >= lo).unwrap();
+        let run: Vec<_> = segs.iter().filter(|s| s.0 >= lo && s.1 <= hi).copied().collect();
+        segs.retain(|s| !(s.0 >= lo && s.1 <= hi));
+        let live: u64 = run.iter().map(|s| s.2).sum();
+        if live > 0 {
+            segs.insert(at, (lo, hi, live, live));
+        }
+        live
+    }
+
+    #[test]
+    fn growing_to_a_million_chunks_rewrites_each_a_few_times_in_bounded_segments() {
+        let cap = 322_638; // max_segment_chunks() for 384-dimensional i8 vectors
+        let (mut segs, mut next, mut rewritten, mut most) = (Vec::new(), 0u64, 0u64, 0usize);
+        while next < 1_000_000 {
+            segs.push((next, next + 3000, 3000, 3000));
+            next += 3000;
+            let mut merges = 0;
+            while let Some(span) = plan_merge(&segs, cap) {
+                rewritten += apply(&mut segs, span);
+                merges += 1;
+                assert!(merges < 10, "merging does not settle: {segs:?}");
+            }
+            most = most.max(segs.len());
+            assert!(segs.iter().all(|s| s.2 <= cap), "{segs:?}");
+            assert!(segs.windows(2).all(|w| w[0].1 <= w[1].0), "segments out of order: {segs:?}");
+        }
+        assert_eq!(segs.iter().map(|s| s.2).sum::<u64>(), next, "chunks lost");
+        // log4(1M / 2k) is about 4.5 rewrites per chunk; merging all every 8 commits was ~40.
+        assert!(rewritten <= 4 * next, "{rewritten} chunks rewritten for {next}");
+        assert!(most <= 16, "{most} segments at once");
+    }
+
+    #[test]
+    fn small_segments_merge_by_fours_and_big_ones_are_left_alone() {
+        let seg = |i: u64, live: u64| (i * 1000, i * 1000 + 1000, live, live);
+        // Three small ones: nothing to do; a fourth: the four merge.
+        let mut segs: Vec<_> = (0..3).map(|i| seg(i, 10)).collect();
+        assert_eq!(plan_merge(&segs, 1 << 20), None);
+        segs.push(seg(3, 10));
+        assert_eq!(plan_merge(&segs, 1 << 20), Some((0, 4000)));
+        // Four small ones after big ones: only the small ones merge.
+        let mut segs: Vec<_> = (0..3).map(|i| seg(i, 200_000)).collect();
+        segs.extend((3..7).map(|i| seg(i, 10)));
+        assert_eq!(plan_merge(&segs, 1 << 20), Some((3000, 7000)));
+        // Four big ones of one level whose sum passes the cap stay as they are.
+        let segs: Vec<_> = (0..4).map(|i| seg(i, 200_000)).collect();
+        assert_eq!(plan_merge(&segs, 500_000), None);
+        assert_eq!(plan_merge(&segs, 1 << 20), Some((0, 4000)));
+    }
+
+    #[test]
+    fn dead_segments_are_rewritten_alone() {
+        // More than a third dead (past 1,000 stored): rewritten, whatever its neighbours.
+        let segs = [(0, 100, 50_000, 50_000), (100, 200, 900, 2000), (200, 300, 10, 10)];
+        assert_eq!(plan_merge(&segs, 1 << 20), Some((100, 200)));
+        // No live chunk left: dropped.
+        let segs = [(0, 100, 50_000, 50_000), (100, 200, 0, 3)];
+        assert_eq!(plan_merge(&segs, 1 << 20), Some((100, 200)));
+        // A quarter dead: left.
+        let segs = [(0, 100, 50_000, 50_000), (100, 200, 1500, 2000)];
+        assert_eq!(plan_merge(&segs, 1 << 20), None);
+    }
+}

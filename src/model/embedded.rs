@@ -15,5 +15,7 @@ static RERANKER: &Aligned<[u8]> =
     &Aligned { bytes: *include_bytes!("../../models/ponder-rerank-minilm-l6.int8.ponder") };
 
 /// Bytes of the embedded default reranker (a cross-encoder trained by `ponder train
-/// reranker`; see `models/RERANKER.md`), 64-byte aligned.
+/// reranker`; see `models/RERANKER.md`), 64-byte aligned. The file leaves out its
+/// word-embedding table, which is the default model's: read it with
+/// `format::read_embedded_sharing` (as `Reranker::default_weights` does).
 pub static DEFAULT_RERANKER: &[u8] = &RERANKER.bytes;

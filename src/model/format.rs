@@ -324,7 +324,56 @@ pub fn read_embedded(bytes: &'static [u8], name: &str) -> Result<ModelWeights> {
     read(Bytes::from_static(bytes), Path::new(name), false)
 }
 
+/// Serialises `weights` at `precision` with the tensors named in `shared` left out (stored
+/// with no rows), for a model built into the binary that takes them from another built-in
+/// model when it is read ([`read_embedded_sharing`]). The built-in reranker shares the
+/// default model's word-embedding table this way: it was frozen in training, so the two are
+/// the same bytes, 23 MB of the binary.
+pub fn to_bytes_sharing(weights: &ModelWeights, precision: Precision, provenance: &str, shared: &[&str]) -> Result<Vec<u8>> {
+    weights.validate()?;
+    let mut data = DataWriter::new(Vec::new(), Path::new("<memory>"));
+    let header = write_data(&weights.config, &weights.tokenizer_json, precision, provenance, &mut data, |spec| {
+        let t = weights.get(&spec.name)?;
+        if !shared.contains(&spec.name.as_str()) {
+            return Ok(t.clone());
+        }
+        let mut shape = t.shape.clone();
+        shape[0] = 0;
+        let dtype = storage(spec.kind, precision);
+        Ok(WeightTensor { dtype, shape, data: Bytes::from_vec(Vec::new()), scales: (dtype == DType::I8).then(|| Arc::new(Vec::new())) })
+    })?;
+    let mut out = prefix(&header)?;
+    out.extend_from_slice(&data.out);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&footer(crc));
+    Ok(out)
+}
+
+/// Reads a model built into the binary whose file leaves some tensors out (see
+/// [`to_bytes_sharing`]): each tensor stored with no rows is taken from `base`, which must
+/// hold it; then the model is validated as any other. `verify` checks the file's checksum.
+pub fn read_embedded_sharing(bytes: &'static [u8], name: &str, base: &ModelWeights, verify: bool) -> Result<ModelWeights> {
+    let path = Path::new(name);
+    let mut w = read_raw(Bytes::from_static(bytes), path, verify)?;
+    for (n, t) in w.tensors.iter_mut() {
+        if t.shape.first() == Some(&0) {
+            let from = base.tensors.get(n).ok_or_else(|| Error::corrupt(path, format!("{n} is shared, and the base model has none")))?;
+            *t = from.clone();
+        }
+    }
+    w.validate().map_err(|e| Error::corrupt(path, e.to_string()))?;
+    Ok(w)
+}
+
 fn read(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
+    let weights = read_raw(bytes, path, verify)?;
+    weights.validate().map_err(|e| Error::corrupt(path, e.to_string()))?;
+    Ok(weights)
+}
+
+/// Reads the container: magic, version, checksum (when `verify`), header and sections. The
+/// tensors are not checked against the architecture.
+fn read_raw(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
     let b = bytes.as_slice();
     let corrupt = |m: String| Error::corrupt(path, m);
     if b.len() < 16 + FOOTER_LEN || &b[..8] != MAGIC {
@@ -402,7 +451,6 @@ fn read(bytes: Bytes, path: &Path, verify: bool) -> Result<ModelWeights> {
         tensors,
         source: format!("{} ({:?}; {})", path.display(), header.precision, header.provenance),
     };
-    weights.validate().map_err(|e| corrupt(e.to_string()))?;
     Ok(weights)
 }
 
@@ -425,12 +473,50 @@ mod tests {
     fn built_in_models_pass_their_checksums() {
         // Starting up skips the whole-file checksum of the models built into the binary
         // (`read_embedded`); this is where they are checked.
-        for (bytes, name) in [
-            (crate::model::embedded::DEFAULT_MODEL, "default model"),
-            (crate::model::embedded::DEFAULT_RERANKER, "reranker"),
-        ] {
-            read_bytes(Bytes::from_static(bytes), Path::new(name)).unwrap();
-        }
+        let default = read_bytes(Bytes::from_static(crate::model::embedded::DEFAULT_MODEL), Path::new("default model")).unwrap();
+        read_embedded_sharing(crate::model::embedded::DEFAULT_RERANKER, "reranker", &default, true).unwrap();
+    }
+
+    /// Fingerprint of the whole reranker file (`ponder train reranker`'s output) that
+    /// `models/ponder-rerank-minilm-l6.int8.ponder` was cut from.
+    const RERANKER_FINGERPRINT: &str = "0aa33bc49ad99f5e";
+
+    /// The provenance a model file was written with (the end of its `source`).
+    fn provenance_of(w: &ModelWeights) -> String {
+        let s = &w.source;
+        s.split_once("; ").map(|x| x.1.strip_suffix(')').unwrap_or(x.1).to_string()).unwrap_or_default()
+    }
+
+    /// Cuts the built-in reranker file from a whole one (what `ponder train reranker` writes):
+    /// `PONDER_WHOLE_RERANKER=FILE cargo test --release --lib cut_the_reranker -- --ignored`.
+    #[test]
+    #[ignore]
+    fn cut_the_reranker() {
+        let whole = read_file(Path::new(&std::env::var("PONDER_WHOLE_RERANKER").unwrap())).unwrap();
+        let default = read_embedded(crate::model::embedded::DEFAULT_MODEL, "default model").unwrap();
+        assert!(whole.get("emb.word").unwrap().data.as_slice() == default.get("emb.word").unwrap().data.as_slice());
+        let cut = to_bytes_sharing(&whole, Precision::Int8, &provenance_of(&whole), &["emb.word"]).unwrap();
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/models/ponder-rerank-minilm-l6.int8.ponder"), &cut).unwrap();
+        eprintln!("whole fingerprint {}; {} bytes cut to {}", whole.fingerprint(), std::fs::metadata(std::env::var("PONDER_WHOLE_RERANKER").unwrap()).unwrap().len(), cut.len());
+    }
+
+    #[test]
+    fn the_built_in_reranker_shares_the_default_models_word_table_and_is_whole() {
+        // The reranker file leaves out the word-embedding table (frozen in its training: the
+        // default model's bytes). Assembled, it is the model that was trained, tensor for
+        // tensor: this is the fingerprint of the whole file it was cut from.
+        let default = read_embedded(crate::model::embedded::DEFAULT_MODEL, "default model").unwrap();
+        let r = read_embedded_sharing(crate::model::embedded::DEFAULT_RERANKER, "reranker", &default, false).unwrap();
+        assert_eq!(r.fingerprint(), RERANKER_FINGERPRINT);
+        // Alone, the file is refused with the missing table named, not read as a model.
+        let alone = read_embedded(crate::model::embedded::DEFAULT_RERANKER, "reranker").err().unwrap().to_string();
+        assert!(alone.contains("emb.word"), "{alone}");
+        // The table is the default model's own bytes, not a copy.
+        let (a, b) = (default.get("emb.word").unwrap(), r.get("emb.word").unwrap());
+        assert_eq!(a.data.as_slice().as_ptr(), b.data.as_slice().as_ptr());
+        // Cutting the whole model again gives the built-in file byte for byte.
+        let cut = to_bytes_sharing(&r, Precision::Int8, &provenance_of(&r), &["emb.word"]).unwrap();
+        assert!(cut == crate::model::embedded::DEFAULT_RERANKER, "the built-in reranker file is not what to_bytes_sharing writes");
     }
 
     #[test]
