@@ -19,7 +19,9 @@
 #
 # usage: benches/million.sh [SIZES...]  (default: 10000 100000 1000000)
 # Env: PONDER (binary; default target/release/ponder, built when missing),
-#      OUT (default target/bench/million). Results: $OUT/results.jsonl.
+#      OUT (default target/bench/million), RECALL_QUERIES (queries of the exact-search recall
+#      check, default 200: a full scan each, about a second at 1M chunks on 2 cores).
+#      Results: $OUT/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ponder=${PONDER:-target/release/ponder}
@@ -86,7 +88,7 @@ print(json.dumps({"size": int(size), "event": "index", "wall_s": round(wall, 1),
 PY
   st=$("$ponder" status --index "$idx" --json)
   python3 -c 'import json,sys; s=json.loads(sys.argv[1]); s["size"]=int(sys.argv[2]); s["event"]="status"; print(json.dumps(s))' "$st" "$size" >>"$results"
-  "$ponder" bench search --index "$idx" --n 200 | python3 -c 'import json,sys
+  "$ponder" bench search --index "$idx" --n 200 --recall-queries "${RECALL_QUERIES:-200}" | python3 -c 'import json,sys
 for l in sys.stdin:
     d=json.loads(l); d["size"]=int(sys.argv[1]); print(json.dumps(d))' "$size" >>"$results"
   # The warm server's memory after 200 searches.

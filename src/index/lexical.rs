@@ -684,6 +684,42 @@ impl LexicalSegment {
         Ok(lo)
     }
 
+    /// The live documents of this segment as ascending `[start, end)` document-index ranges.
+    fn live_doc_ranges(&self, live: &LiveSet) -> Result<Vec<(u32, u32)>> {
+        if self.n_docs == 0 {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (self.id(0)?, self.id(self.n_docs - 1)?);
+        let ranges = live.ranges();
+        let ranges = &ranges[ranges.partition_point(|r| r.1 <= first)..ranges.partition_point(|r| r.0 <= last)];
+        let log_n = (usize::BITS - self.n_docs.leading_zeros()) as usize;
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        if ranges.len().saturating_mul(2 * log_n) < self.n_docs {
+            for &(a, b) in ranges {
+                let (i, j) = (self.lower_bound(a)?, self.lower_bound(b)?);
+                if j > i {
+                    out.push((i as u32, j as u32));
+                }
+            }
+        } else {
+            // Fragmented: one pass over the ids.
+            let mut r = 0;
+            for d in 0..self.n_docs {
+                let id = self.id(d)?;
+                while r < ranges.len() && ranges[r].1 <= id {
+                    r += 1;
+                }
+                if r < ranges.len() && ranges[r].0 <= id {
+                    match out.last_mut() {
+                        Some(last) if last.1 == d as u32 => last.1 += 1,
+                        _ => out.push((d as u32, d as u32 + 1)),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// (live documents, their total length) of this segment: two binary searches per live
     /// range, or one pass over the ids when the live set is fragmented into many ranges.
     fn live_stats(&self, live: &LiveSet) -> Result<(u64, u64)> {
@@ -804,15 +840,23 @@ impl Lexical {
         }
         let avgdl = total_len as f32 / n_docs as f32;
         let Bm25 { k1, b } = self.params;
+        // Each segment's live documents as document-index ranges, so that a posting is
+        // checked by walking them alongside the (ascending) postings.
+        let live_docs: Vec<Vec<(u32, u32)>> = self.segments.iter().map(|s| s.live_doc_ranges(live)).collect::<Result<_>>()?;
         let mut per_term: Vec<(f32, Vec<Vec<(u32, u32)>>)> = Vec::new();
         for (term, &q) in qtf {
             let lists: Vec<Vec<(u32, u32)>> = self
                 .segments
                 .iter()
-                .map(|s| {
+                .zip(&live_docs)
+                .map(|(s, ranges)| {
                     let mut kept = Vec::new();
+                    let mut r = 0;
                     for (d, f) in s.postings(term)? {
-                        if live.contains(s.id(d as usize)?) {
+                        while r < ranges.len() && ranges[r].1 <= d {
+                            r += 1;
+                        }
+                        if r < ranges.len() && ranges[r].0 <= d {
                             kept.push((d, f));
                         }
                     }
@@ -821,25 +865,43 @@ impl Lexical {
                 .collect::<Result<_>>()?;
             per_term.push((q, lists));
         }
-        let mut scores: HashMap<u64, f32> = HashMap::new();
-        for (q, lists) in &per_term {
-            let df: usize = lists.iter().map(Vec::len).sum();
-            if df == 0 {
-                continue;
-            }
-            let idf = (1.0 + (n_docs as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
-            for (s, list) in self.segments.iter().zip(lists) {
-                for &(d, tf) in list {
+        // Scores accumulate per segment in a dense array indexed by document, term by term in
+        // the same order for every document, so each sum is the same as added one by one.
+        let mut out: Vec<(u64, f32)> = Vec::new();
+        for (si, s) in self.segments.iter().enumerate() {
+            let mut acc: Vec<f32> = Vec::new();
+            let mut touched: Vec<u32> = Vec::new();
+            for (q, lists) in &per_term {
+                let df: usize = lists.iter().map(Vec::len).sum();
+                if df == 0 || lists[si].is_empty() {
+                    continue;
+                }
+                if acc.is_empty() {
+                    acc = vec![f32::NAN; s.n_docs];
+                }
+                let idf = (1.0 + (n_docs as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
+                for &(d, tf) in &lists[si] {
                     let dl = s.doc_len(d as usize)? as f32;
                     let tf = tf as f32;
                     let w = idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / avgdl));
-                    *scores.entry(s.id(d as usize)?).or_default() += w * *q;
+                    let slot = acc.get_mut(d as usize).ok_or_else(|| s.corrupt("posting past the last document"))?;
+                    if slot.is_nan() {
+                        *slot = 0.0;
+                        touched.push(d);
+                    }
+                    *slot += w * *q;
                 }
             }
+            for d in touched {
+                out.push((s.id(d as usize)?, acc[d as usize]));
+            }
         }
-        let mut out: Vec<(u64, f32)> = scores.into_iter().collect();
-        out.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.truncate(k);
+        let by_score = |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if out.len() > k {
+            out.select_nth_unstable_by(k - 1, by_score);
+            out.truncate(k);
+        }
+        out.sort_unstable_by(by_score);
         Ok(out)
     }
 

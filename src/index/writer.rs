@@ -693,9 +693,9 @@ impl<'a> Indexer<'a> {
         if !self.staged.records.is_empty() || !self.staged.files.is_empty() || !self.staged.removed.is_empty() {
             self.commit(on)?;
         }
-        // The committed reader, reopened past the commit above: the files it already had were
-        // verified when it opened them, so only the new ones are read again. It is taken, not
-        // cached, because merging deletes the files it maps.
+        // The committed reader: the files it already had were verified when it opened them, so
+        // only new ones are read again. It is taken, and reopened past this merge before the
+        // merged-away files it maps are deleted.
         self.committed()?;
         let reader = self.committed.take().expect("committed() leaves a reader");
         let in_span = |f: &FileRef| f.first >= lo && f.end <= hi;
@@ -740,7 +740,6 @@ impl<'a> Indexer<'a> {
             drop(delta);
             files = Some((c, l, v, token_file));
         }
-        drop(reader);
         let (c, l, v, t) = match files {
             Some((c, l, v, t)) => (Some(c), Some(l), Some(v), t),
             None => (None, None, None, None),
@@ -758,9 +757,14 @@ impl<'a> Indexer<'a> {
         debug_assert!(self.staged.records.is_empty());
         self.commit(on)?;
         crate::fsutil::release_free_memory();
+        // Reopened, it keeps the segments it had and verifies only the merged one; failing
+        // that, the next use opens and verifies the whole index.
+        let next = reader.reopen_verified();
+        drop(reader);
         for name in old {
             let _ = fs::remove_file(self.dir.join(name));
         }
+        self.committed = next.ok();
         Ok(())
     }
 }

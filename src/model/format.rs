@@ -246,16 +246,7 @@ fn footer(crc: u32) -> Vec<u8> {
 
 /// Serialises `weights` at `precision`.
 pub fn to_bytes(weights: &ModelWeights, precision: Precision, provenance: &str) -> Result<Vec<u8>> {
-    weights.validate()?;
-    let mut data = DataWriter::new(Vec::new(), Path::new("<memory>"));
-    let header = write_data(&weights.config, &weights.tokenizer_json, precision, provenance, &mut data, |spec| {
-        weights.get(&spec.name).cloned()
-    })?;
-    let mut out = prefix(&header)?;
-    out.extend_from_slice(&data.out);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&footer(crc));
-    Ok(out)
+    to_bytes_sharing(weights, precision, provenance, &[])
 }
 
 /// Writes a model file atomically (temporary file, fsync, rename).
