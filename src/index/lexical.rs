@@ -684,7 +684,9 @@ impl LexicalSegment {
         Ok(lo)
     }
 
-    /// The live documents of this segment as ascending `[start, end)` document-index ranges.
+    /// The live documents of this segment as ascending `[start, end)` document-index ranges:
+    /// two binary searches per live id range, or one pass over the ids when the live set is
+    /// fragmented into many ranges.
     fn live_doc_ranges(&self, live: &LiveSet) -> Result<Vec<(u32, u32)>> {
         if self.n_docs == 0 {
             return Ok(Vec::new());
@@ -720,37 +722,13 @@ impl LexicalSegment {
         Ok(out)
     }
 
-    /// (live documents, their total length) of this segment: two binary searches per live
-    /// range, or one pass over the ids when the live set is fragmented into many ranges.
+    /// (live documents, their total length) of this segment, from its live document ranges
+    /// and the prefix sums of document lengths.
     fn live_stats(&self, live: &LiveSet) -> Result<(u64, u64)> {
         let (mut n, mut total) = (0, 0);
-        if self.n_docs == 0 {
-            return Ok((0, 0));
-        }
-        let (first, last) = (self.id(0)?, self.id(self.n_docs - 1)?);
-        let ranges = live.ranges();
-        let ranges = &ranges[ranges.partition_point(|r| r.1 <= first)..ranges.partition_point(|r| r.0 <= last)];
-        let log_n = (usize::BITS - self.n_docs.leading_zeros()) as usize;
-        if ranges.len().saturating_mul(2 * log_n) < self.n_docs {
-            for &(a, b) in ranges {
-                let (i, j) = (self.lower_bound(a)?, self.lower_bound(b)?);
-                if j > i {
-                    n += (j - i) as u64;
-                    total += self.len_sum(j)?.checked_sub(self.len_sum(i)?).ok_or_else(|| self.corrupt("document lengths decrease"))?;
-                }
-            }
-        } else {
-            let mut r = 0;
-            for d in 0..self.n_docs {
-                let id = self.id(d)?;
-                while r < ranges.len() && ranges[r].1 <= id {
-                    r += 1;
-                }
-                if r < ranges.len() && ranges[r].0 <= id {
-                    n += 1;
-                    total += self.doc_len(d)?;
-                }
-            }
+        for (i, j) in self.live_doc_ranges(live)? {
+            n += (j - i) as u64;
+            total += self.len_sum(j as usize)?.checked_sub(self.len_sum(i as usize)?).ok_or_else(|| self.corrupt("document lengths decrease"))?;
         }
         Ok((n, total))
     }
