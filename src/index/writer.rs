@@ -24,7 +24,7 @@ use crate::ingest::{self, WalkOptions};
 
 const LOCK: &str = "LOCK";
 
-/// Segments of one size tier merged into one of the next (see [`Indexer::merge_plan`]).
+/// Segments of one size tier merged into one of the next (see [`plan_merge`]).
 const MERGE_FACTOR: usize = 4;
 /// Live chunks below which every segment is in the lowest tier (times [`MERGE_FACTOR`]).
 const LEVEL_BASE: u64 = 2048;
@@ -95,6 +95,13 @@ struct Staged {
     tokens: Vec<(u64, StoredTokens)>,
     files: Vec<(String, FileEntry)>,
     removed: Vec<String>,
+}
+
+impl Staged {
+    /// Whether there is nothing to commit: no chunks, file entries or removals.
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.files.is_empty() && self.removed.is_empty()
+    }
 }
 
 /// Text the model and BM25 see for a chunk: its heading path, then its text.
@@ -320,7 +327,7 @@ impl<'a> Indexer<'a> {
         }
         self.embed_pending(pending, &mut report)?;
         // An update that changed nothing commits nothing: the generation moves with the index.
-        let staged = !self.staged.records.is_empty() || !self.staged.files.is_empty() || !self.staged.removed.is_empty();
+        let staged = !self.staged.is_empty();
         if register || staged {
             self.commit(on)?;
         }
@@ -690,7 +697,7 @@ impl<'a> Indexer<'a> {
     /// the records (then dropped), the texts' postings (then dropped), the vector graph. The
     /// span's worth of each is never in memory together with the others.
     fn merge(&mut self, (lo, hi): (u64, u64), on: &mut dyn FnMut(Progress)) -> Result<()> {
-        if !self.staged.records.is_empty() || !self.staged.files.is_empty() || !self.staged.removed.is_empty() {
+        if !self.staged.is_empty() {
             self.commit(on)?;
         }
         // The committed reader: the files it already had were verified when it opened them, so
