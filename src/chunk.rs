@@ -62,36 +62,65 @@ pub fn chunk(
     opts: &ChunkOptions,
     count: &dyn Fn(&str) -> Vec<(usize, usize)>,
 ) -> Vec<Chunk> {
+    rechunk(text, kind, opts, count(text), &[])
+}
+
+/// A chunk of an earlier version of a document: where it started, and its text.
+#[derive(Clone, Copy, Debug)]
+pub struct Earlier<'a> {
+    pub start_byte: usize,
+    pub text: &'a str,
+}
+
+/// Most bytes an earlier chunk is looked for away from where it is expected.
+const SEEK: usize = 64 << 10;
+
+/// Like [`chunk`], given the token spans of the whole text (`count(text)`), for a new version
+/// of a document that was chunked before (`earlier`, in order): every earlier chunk whose text is still in the document, in the same order, is kept
+/// as it was, and only the text between kept chunks is cut afresh. So an edit changes the
+/// chunks it touches and not those after it, which greedy packing alone can shift one after
+/// the other; their vectors can then be reused.
+///
+/// The result satisfies the same guarantees as [`chunk`]'s. Its chunks are those [`chunk`]
+/// would give the new text only where nothing was kept. As edits accumulate the kept chunks
+/// may be fuller or emptier than fresh ones; when the result has more than an eighth (plus
+/// one) more chunks than a fresh cut, the fresh cut is returned instead.
+pub fn rechunk(
+    text: &str,
+    kind: DocKind,
+    opts: &ChunkOptions,
+    spans: Vec<(usize, usize)>,
+    earlier: &[Earlier],
+) -> Vec<Chunk> {
     if text.trim().is_empty() {
         return Vec::new();
     }
-    let max = opts.max_tokens.max(1);
-    let overlap = opts.overlap_tokens.min(max / 2);
-    let mut starts: Vec<usize> = count(text)
-        .into_iter()
-        .filter(|&(s, _)| s < text.len())
-        .map(|(s, _)| floor_boundary(text, s))
-        .collect();
-    starts.sort_unstable();
-    let (blocks, sections) = split_blocks(text, kind);
-    let mut line_starts = vec![0];
-    line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-
-    let mut packer = Packer {
-        text,
-        kind,
-        max,
-        overlap,
-        starts,
-        line_starts,
-        blocks,
-        sections,
-        out: Vec::new(),
-        cur: None,
-        prev: None,
-    };
-    packer.run();
-    packer.out
+    let mut packer = Packer::new(text, kind, opts, spans);
+    let fresh = packer.pack(packer.blocks.clone(), None);
+    let kept = packer.keep(earlier);
+    if kept.is_empty() {
+        return fresh;
+    }
+    let mut out = Vec::with_capacity(fresh.len() + 2);
+    let mut covered = 0;
+    let mut prev = None;
+    for &(start, end) in kept.iter().chain([(text.len(), text.len())].iter()) {
+        if start > covered {
+            let gap = packer.clip_blocks(covered, start);
+            if !gap.is_empty() {
+                out.extend(packer.pack(gap, prev));
+            }
+        }
+        if start < end {
+            out.push(packer.chunk_at(start, end, packer.section_of(start, end)));
+            covered = end;
+            prev = Some((start, end));
+        }
+    }
+    if out.len() > fresh.len() + 1 + fresh.len() / 8 {
+        return fresh;
+    }
+    out
 }
 
 fn floor_boundary(text: &str, mut p: usize) -> usize {
@@ -370,7 +399,116 @@ const LINE_START: u8 = 3;
 const WORD_START: u8 = 1;
 const ANYWHERE: u8 = 0;
 
-impl Packer<'_> {
+impl<'a> Packer<'a> {
+    fn new(
+        text: &'a str,
+        kind: DocKind,
+        opts: &ChunkOptions,
+        spans: Vec<(usize, usize)>,
+    ) -> Self {
+        let max = opts.max_tokens.max(1);
+        let overlap = opts.overlap_tokens.min(max / 2);
+        let mut starts: Vec<usize> = spans
+            .into_iter()
+            .filter(|&(s, _)| s < text.len())
+            .map(|(s, _)| floor_boundary(text, s))
+            .collect();
+        starts.sort_unstable();
+        let (blocks, sections) = split_blocks(text, kind);
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Packer {
+            text,
+            kind,
+            max,
+            overlap,
+            starts,
+            line_starts,
+            blocks,
+            sections,
+            out: Vec::new(),
+            cur: None,
+            prev: None,
+        }
+    }
+
+    /// Packs `blocks` (in order) into chunks; `prev` is the chunk just before them, which the
+    /// first may overlap.
+    fn pack(&mut self, blocks: Vec<Block>, prev: Option<(usize, usize)>) -> Vec<Chunk> {
+        let all = std::mem::replace(&mut self.blocks, blocks);
+        self.prev = prev;
+        self.cur = None;
+        self.run();
+        self.blocks = all;
+        std::mem::take(&mut self.out)
+    }
+
+    /// Where the `earlier` chunks lie in this text, for those that are still there whole, in
+    /// order, within the token budget: each is looked for where the one before it suggests
+    /// (same shift), then near there.
+    fn keep(&self, earlier: &[Earlier]) -> Vec<(usize, usize)> {
+        let text = self.text;
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        let mut shift: isize = 0;
+        for e in earlier {
+            let len = e.text.len();
+            if len == 0 || e.text.trim() != e.text {
+                continue;
+            }
+            // After the last kept chunk: starting later, ending later.
+            let (lo, min_end) = kept.last().map_or((0, 1), |&(s, e)| (s + 1, e + 1));
+            let guess = (e.start_byte as isize + shift).max(0) as usize;
+            let at_guess = (guess >= lo && text.get(guess..guess + len) == Some(e.text)).then_some(guess);
+            let found = at_guess.or_else(|| {
+                let from = ceil_boundary(text, lo.max(guess.saturating_sub(SEEK)));
+                let to = floor_boundary(text, (guess.max(from) + len + SEEK).min(text.len()));
+                (from < to).then(|| text[from..to].find(e.text).map(|p| from + p)).flatten()
+            });
+            let Some(at) = found else { continue };
+            if at + len < min_end || self.tokens(at, at + len) > self.max {
+                continue;
+            }
+            shift = at as isize - e.start_byte as isize;
+            kept.push((at, at + len));
+        }
+        kept
+    }
+
+    /// The blocks of the text, cut to `[a, b)` (whitespace at the cuts dropped).
+    fn clip_blocks(&self, a: usize, b: usize) -> Vec<Block> {
+        let text = self.text;
+        let first = self.blocks.partition_point(|bl| bl.end <= a);
+        let mut out = Vec::new();
+        for bl in &self.blocks[first..] {
+            if bl.start >= b {
+                break;
+            }
+            let mut c = bl.clone();
+            if c.start < a {
+                c.start = a + (text[a..c.end].len() - text[a..c.end].trim_start().len());
+                c.heading = None;
+                c.top_level = false;
+            }
+            if c.end > b {
+                c.end = c.start.min(b) + text[c.start.min(b)..b].trim_end().len();
+                c.heading = None;
+            }
+            if c.start < c.end {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The section a chunk over `[start, end)` belongs to: that of its first block that is
+    /// not a heading, else of its first block.
+    fn section_of(&self, start: usize, end: usize) -> usize {
+        let first = self.blocks.partition_point(|bl| bl.end <= start);
+        let mut inside = self.blocks[first..].iter().take_while(|bl| bl.start < end);
+        let head = inside.clone().next().map_or(self.sections.len() - 1, |bl| bl.section);
+        inside.find(|bl| bl.heading.is_none()).map_or(head, |bl| bl.section)
+    }
+
     /// Tokens starting before `pos`.
     fn before(&self, pos: usize) -> usize {
         self.starts.partition_point(|&s| s < pos)
@@ -504,8 +642,15 @@ impl Packer<'_> {
         if start >= end {
             return;
         }
+        let c = self.chunk_at(start, end, section);
+        self.out.push(c);
+        self.prev = Some((start, end));
+    }
+
+    /// The chunk `text[start..end]` (trimmed) in `section`.
+    fn chunk_at(&self, start: usize, end: usize, section: usize) -> Chunk {
         let line_of = |pos: usize| self.line_starts.partition_point(|&s| s <= pos);
-        self.out.push(Chunk {
+        Chunk {
             text: self.text[start..end].to_string(),
             start_byte: start,
             end_byte: end,
@@ -513,8 +658,7 @@ impl Packer<'_> {
             end_line: line_of(end - 1),
             heading: self.sections[section].path.clone(),
             pages: None,
-        });
-        self.prev = Some((start, end));
+        }
     }
 
     /// Splits `[pos, end)` into windows of at most `max` tokens, each cut at the best break in
@@ -704,6 +848,11 @@ mod tests {
             }
             s.push('.');
             s
+        }
+        /// `n` words from a vocabulary of 5,000, ending in a full stop.
+        fn words(&mut self, n: usize) -> String {
+            let w: Vec<String> = (0..n.max(1)).map(|_| format!("w{}", self.next() % 5000)).collect();
+            format!("{}.", w.join(" "))
         }
         fn paragraph(&mut self, words: usize) -> String {
             let mut p = String::new();
@@ -1094,5 +1243,177 @@ mod tests {
         }
         eprintln!("changed chunks per edit: {changed:?} of {}", before.len());
         assert!(changed.iter().all(|&n| n <= 3), "{changed:?}");
+    }
+
+    use std::collections::HashSet;
+
+    /// A manual-like document: sections of one-line blocks (list items, short code lines,
+    /// captions), ordinary paragraphs, and now and then a paragraph longer than a chunk.
+    fn manual(r: &mut Rng, sections: usize) -> Vec<String> {
+        let mut blocks = Vec::new();
+        for s in 0..sections {
+            blocks.push(format!("## Section {s} {}", r.words(3)));
+            for _ in 0..(4 + r.next() % 12) {
+                let long = r.next() % 40 == 0;
+                let n = match r.next() % 3 {
+                    _ if long => 300 + r.next() % 400,
+                    0 => 30 + r.next() % 90,
+                    _ => 3 + r.next() % 12,
+                };
+                let b = r.words(n as usize);
+                blocks.push(if n < 16 && r.next() % 2 == 0 { format!("- {b}") } else { b });
+            }
+        }
+        blocks
+    }
+
+    /// Chunks of `after` that `before` did not have.
+    fn changed(before: &[Chunk], after: &[Chunk]) -> usize {
+        let old: HashSet<&str> = before.iter().map(|c| c.text.as_str()).collect();
+        after.iter().filter(|c| !old.contains(c.text.as_str())).count()
+    }
+
+    fn earlier(chunks: &[Chunk]) -> Vec<Earlier<'_>> {
+        chunks.iter().map(|c| Earlier { start_byte: c.start_byte, text: &c.text }).collect()
+    }
+
+    /// One-paragraph edits of manual-like documents. Cut afresh, an edit often shifts the
+    /// boundaries of many chunks after it (greedy packing cascades through runs of short
+    /// blocks); cut with the earlier chunks kept, it changes at most 3.
+    #[test]
+    fn an_edit_changes_at_most_three_chunks_when_the_earlier_ones_are_kept() {
+        let o = ChunkOptions::default();
+        let mut worst_fresh = 0;
+        let mut edits = 0;
+        for (seed, kind) in [(1, DocKind::Markdown), (2, DocKind::Text), (3, DocKind::Markdown)] {
+            let mut r = Rng(seed);
+            let blocks = manual(&mut r, 60);
+            let doc = blocks.join("\n\n");
+            let before = chunk(&doc, kind, &o, &words);
+            check(&doc, &before, &o, &words);
+            assert_eq!(rechunk(&doc, kind, &o, words(&doc), &earlier(&before)), before, "an unchanged text keeps its chunks");
+            for at in (1..blocks.len()).step_by(7) {
+                for how in 0..4 {
+                    let mut b = blocks.clone();
+                    match how {
+                        0 => b[at].push_str(" and an added clause of several more words"),
+                        1 => b[at] = b[at].split_once(' ').map_or("x".into(), |(_, rest)| rest.to_string()),
+                        2 => {
+                            let n = 5 + (r.next() % 40) as usize;
+                            b.insert(at, r.words(n));
+                        }
+                        _ => {
+                            b.remove(at);
+                        }
+                    }
+                    let edited = b.join("\n\n");
+                    let fresh = chunk(&edited, kind, &o, &words);
+                    let kept = rechunk(&edited, kind, &o, words(&edited), &earlier(&before));
+                    check(&edited, &kept, &o, &words);
+                    let n = changed(&before, &kept);
+                    assert!(n <= 3, "{kind:?} edit {how} of block {at}: {n} chunks changed");
+                    worst_fresh = worst_fresh.max(changed(&before, &fresh));
+                    edits += 1;
+                }
+            }
+        }
+        eprintln!("{edits} edits; worst cut afresh: {worst_fresh} chunks changed");
+        assert!(worst_fresh > 3, "these documents should make greedy packing cascade");
+    }
+
+    /// Random edits anywhere (inside words, across blocks, on headings, text duplicated
+    /// elsewhere), one after the other, each cut from the chunks of the one before: the
+    /// guarantees of [`chunk`] hold every time, also with windows cut inside long blocks.
+    #[test]
+    fn rechunking_after_random_edits_keeps_every_guarantee() {
+        for (seed, kind, max, counter) in [
+            (5u64, DocKind::Markdown, 254, words as fn(&str) -> Vec<(usize, usize)>),
+            (6, DocKind::Text, 40, words),
+            (7, DocKind::Code, 30, chars),
+            (8, DocKind::Markdown, 25, chars),
+        ] {
+            let o = opts(max, max / 6);
+            let mut r = Rng(seed);
+            let mut doc = manual(&mut r, 8).join("\n\n");
+            let mut cur = chunk(&doc, kind, &o, &counter);
+            for step in 0..60 {
+                let cut = |p: usize, d: &str| floor_boundary(d, p.min(d.len()));
+                let a = cut((r.next() as usize) % (doc.len() + 1), &doc);
+                let b = cut(a + (r.next() as usize) % 200, &doc);
+                let insert = match r.next() % 5 {
+                    0 => String::new(),
+                    1 => format!("\n\n# Heading {step}\n\n"),
+                    2 => cur.get(step % cur.len().max(1)).map_or(String::new(), |c| c.text.clone()),
+                    3 => r.words(3),
+                    _ => format!("\n\n{}\n\n", r.words(80)),
+                };
+                doc = format!("{}{}{}", &doc[..a], insert, &doc[b..]);
+                let next = rechunk(&doc, kind, &o, counter(&doc), &earlier(&cur));
+                check(&doc, &next, &o, &counter);
+                let fresh = chunk(&doc, kind, &o, &counter);
+                assert!(next.len() <= fresh.len() + 1 + fresh.len() / 8);
+                cur = next;
+            }
+        }
+    }
+
+    /// Measures single-paragraph edits of real documents (`PONDER_EDIT_DOCS`, paths joined by
+    /// `:`), with the default model's tokenizer: how many chunks each edit changes when cut
+    /// afresh and when the earlier chunks are kept, and how many chunks a long run of edits
+    /// leaves against a fresh cut. Run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn edits_of_real_documents() {
+        let Ok(paths) = std::env::var("PONDER_EDIT_DOCS") else { return };
+        let weights = crate::model::ModelWeights::embedded_default().unwrap();
+        let tok = crate::embed::tokenize::TextTokenizer::from_json(&weights.tokenizer_json, 256).unwrap();
+        let count = |s: &str| tok.token_spans(s);
+        let o = ChunkOptions::default();
+        for path in paths.split(':') {
+            let doc = crate::ingest::read_file(std::path::Path::new(path), 1 << 30).unwrap();
+            let text = doc.text;
+            let before = chunk(&text, doc.kind, &o, &count);
+            // Paragraph ends: a non-blank line followed by a blank one (not a code fence's
+            // closing line, which the added words would turn into text).
+            let last_line = |i: usize| text[..i].rsplit('\n').next().unwrap_or("").trim_start();
+            let ends: Vec<usize> = text
+                .match_indices("\n\n")
+                .map(|(i, _)| i)
+                .filter(|&i| i > 0 && !text[..i].ends_with('\n') && !["```", "~~~"].iter().any(|f| last_line(i).starts_with(f)))
+                .collect();
+            let step = (ends.len() / 100).max(1);
+            let (mut fresh_n, mut kept_n) = (Vec::new(), Vec::new());
+            for &at in ends.iter().step_by(step) {
+                let edited = format!("{} and then some added words here.{}", &text[..at], &text[at..]);
+                let spans = count(&edited);
+                let fresh = rechunk(&edited, doc.kind, &o, spans.clone(), &[]);
+                let kept = rechunk(&edited, doc.kind, &o, spans, &earlier(&before));
+                check(&edited, &kept, &o, &count);
+                fresh_n.push(changed(&before, &fresh));
+                kept_n.push(changed(&before, &kept));
+            }
+            let over = |v: &[usize]| v.iter().filter(|&&n| n > 3).count();
+            // A hundred edits one after the other, each cut from the chunks of the last.
+            let (mut cur_text, mut cur) = (text.clone(), before.clone());
+            for (k, &at) in ends.iter().step_by(step).enumerate().take(100) {
+                let at = floor_boundary(&cur_text, (at + 40 * k).min(cur_text.len()));
+                cur_text = format!("{} more words {k}.{}", &cur_text[..at], &cur_text[at..]);
+                cur = rechunk(&cur_text, doc.kind, &o, count(&cur_text), &earlier(&cur));
+            }
+            let fresh_end = chunk(&cur_text, doc.kind, &o, &count).len();
+            eprintln!(
+                "{path}: {} chunks, {} edits; afresh: {} over 3 chunks, max {}, mean {:.2}; kept: {} over 3, max {}, mean {:.2}; after 100 edits {} chunks kept vs {} afresh",
+                before.len(),
+                fresh_n.len(),
+                over(&fresh_n),
+                fresh_n.iter().max().unwrap_or(&0),
+                fresh_n.iter().sum::<usize>() as f64 / fresh_n.len().max(1) as f64,
+                over(&kept_n),
+                kept_n.iter().max().unwrap_or(&0),
+                kept_n.iter().sum::<usize>() as f64 / kept_n.len().max(1) as f64,
+                cur.len(),
+                fresh_end
+            );
+        }
     }
 }

@@ -686,6 +686,15 @@ fn main() {
     if let Some(t) = cli.threads {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
     }
+    // A command whose output goes to a pipe that closes (`ponder status | head -3`) ends
+    // quietly, as `cat` does, instead of panicking in `println!`. Servers keep ignoring
+    // SIGPIPE: a client that hangs up must not stop them.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve { .. } | Command::Mcp { .. } | Command::Watch { .. }) {
+        // SAFETY: sets the process-wide disposition of one signal; nothing in these commands
+        // relies on SIGPIPE being ignored.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     if let Err(e) = run(cli.command) {
         // A closed pipe downstream (`ponder embed | head`) is not an error.
         if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {

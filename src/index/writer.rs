@@ -288,43 +288,81 @@ impl<'a> Indexer<'a> {
         let mut pending: Vec<(String, FileEntry, Vec<chunk::Chunk>)> = Vec::new();
         let mut pending_chunks = 0usize;
         let total = files.len();
-        for (i, path) in files.iter().enumerate() {
-            if self.cancelled() {
-                self.embed_pending(pending, &mut report)?;
-                self.commit(on)?;
-                return Err(Error::Cancelled);
-            }
-            let key = path.to_string_lossy().into_owned();
-            match self.prepare(path, &key) {
-                Ok(Prepared::Unchanged) => report.files_unchanged += 1,
-                Ok(Prepared::Touched(entry)) => {
-                    report.files_unchanged += 1;
-                    self.staged.files.push((key, entry));
+        // Files are read, parsed and tokenized on a thread of their own, a few files ahead of
+        // the chunking and embedding here, so that neither waits on the other.
+        let olds: Vec<Option<FileEntry>> =
+            files.iter().map(|p| self.manifest.files.get(p.to_string_lossy().as_ref()).cloned()).collect();
+        let reading = Reading {
+            embedder: self.embedder,
+            max_bytes: self.opts.walk.max_bytes,
+            include_generated: self.opts.walk.include_generated,
+            cancel: self.opts.cancel.clone(),
+        };
+        let files = &files;
+        let budget = ReadAhead::default();
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let budget = &budget;
+            scope.spawn(move || {
+                background_priority();
+                for (path, old) in files.iter().zip(olds) {
+                    if reading.cancelled() {
+                        break;
+                    }
+                    let prepared = reading.prepare(path, old.as_ref());
+                    let held = match &prepared {
+                        Ok(Prepared::Changed(_, doc, spans)) => doc.text.len() + std::mem::size_of_val(&spans[..]),
+                        _ => 0,
+                    };
+                    if !budget.take(held) || tx.send((prepared, held)).is_err() {
+                        break;
+                    }
                 }
-                Ok(Prepared::Changed(entry, chunks)) => {
-                    report.files_indexed += 1;
-                    pending_chunks += chunks.len();
-                    pending.push((key, entry, chunks));
+            });
+            // However this loop ends, the reading thread stops waiting for room.
+            let _close = budget.closer();
+            for (i, path) in files.iter().enumerate() {
+                if self.cancelled() {
+                    self.embed_pending(std::mem::take(&mut pending), &mut report)?;
+                    self.commit(on)?;
+                    return Err(Error::Cancelled);
                 }
-                Err(msg) => {
-                    report.files_skipped += 1;
-                    on(Progress::Warning(format!("skipped {}: {msg}", path.display())));
+                let key = path.to_string_lossy().into_owned();
+                let (prepared, held) = rx.recv().map_err(|_| Error::Config("the reading thread stopped".into()))?;
+                match prepared {
+                    Ok(Prepared::Unchanged) => report.files_unchanged += 1,
+                    Ok(Prepared::Touched(entry)) => {
+                        report.files_unchanged += 1;
+                        self.staged.files.push((key, entry));
+                    }
+                    Ok(Prepared::Changed(entry, doc, spans)) => {
+                        let chunks = self.cut(&key, &doc, spans);
+                        report.files_indexed += 1;
+                        pending_chunks += chunks.len();
+                        pending.push((key, entry, chunks));
+                    }
+                    Err(msg) => {
+                        report.files_skipped += 1;
+                        on(Progress::Warning(format!("skipped {}: {msg}", path.display())));
+                    }
+                }
+                budget.give(held);
+                // Embedded in batches of 256 chunks, or fewer when commits come more often.
+                if pending_chunks >= self.opts.commit_every_chunks.clamp(1, 256) || i + 1 == total {
+                    self.embed_pending(std::mem::take(&mut pending), &mut report)?;
+                    pending_chunks = 0;
+                }
+                on(Progress::File { done: i + 1, total, chunks: report.chunks_added, elapsed_s: start.elapsed().as_secs_f64() });
+                if self.staged.records.len() >= self.opts.commit_every_chunks
+                    || (last_commit.elapsed().as_secs_f64() >= self.opts.commit_every_secs && !self.staged.files.is_empty())
+                {
+                    self.commit(on)?;
+                    self.merge_as_needed(on)?;
+                    last_commit = Instant::now();
                 }
             }
-            // Embedded in batches of 256 chunks, or fewer when commits come more often.
-            if pending_chunks >= self.opts.commit_every_chunks.clamp(1, 256) || i + 1 == total {
-                self.embed_pending(std::mem::take(&mut pending), &mut report)?;
-                pending_chunks = 0;
-            }
-            on(Progress::File { done: i + 1, total, chunks: report.chunks_added, elapsed_s: start.elapsed().as_secs_f64() });
-            if self.staged.records.len() >= self.opts.commit_every_chunks
-                || (last_commit.elapsed().as_secs_f64() >= self.opts.commit_every_secs && !self.staged.files.is_empty())
-            {
-                self.commit(on)?;
-                self.merge_as_needed(on)?;
-                last_commit = Instant::now();
-            }
-        }
+            Ok(())
+        })?;
         self.embed_pending(pending, &mut report)?;
         // An update that changed nothing commits nothing: the generation moves with the index.
         let staged = !self.staged.is_empty();
@@ -379,40 +417,23 @@ impl<'a> Indexer<'a> {
         Ok(report)
     }
 
-    /// Stat, hash and (if changed) read and chunk one file.
-    fn prepare(&self, path: &Path, key: &str) -> std::result::Result<Prepared, String> {
-        let meta = fs::metadata(path).map_err(|e| e.to_string())?;
-        let size = meta.len();
-        let mtime = crate::fsutil::mtime_ns(&meta);
-        let old = self.manifest.files.get(key);
-        if let Some(old) = old {
-            if old.size == size && old.mtime == mtime {
-                return Ok(Prepared::Unchanged);
-            }
-        }
-        if size > self.opts.walk.max_bytes {
-            return Err(format!("{size} bytes is over the {} byte limit (--max-file-size)", self.opts.walk.max_bytes));
-        }
-        let bytes = fs::read(path).map_err(|e| e.to_string())?;
-        let hash: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some(old) = old {
-            if old.hash == hash {
-                return Ok(Prepared::Touched(FileEntry { mtime, size, ..old.clone() }));
-            }
-        }
-        let reader = ingest::reader_for(path).ok_or_else(|| "no reader for this file type".to_string())?;
-        let doc = reader.read(path, &bytes).map_err(|e| e.to_string())?;
-        if !self.opts.walk.include_generated {
-            if let Some(why) = ingest::generated::reason(path, &doc) {
-                return Err(format!("{why}; --include-generated indexes it"));
-            }
-        }
-        let tok = self.embedder.tokenizer();
-        let mut chunks = chunk::chunk(&doc.text, doc.kind, &self.manifest.chunking, &|s| tok.token_spans(s));
+    /// Chunks a changed file's text. Where the file was indexed before, its committed chunks
+    /// that are still there whole are kept (see [`chunk::rechunk`]), so that an edit re-embeds
+    /// only the chunks it touched.
+    fn cut(&mut self, key: &str, doc: &ingest::Document, spans: Vec<(usize, usize)>) -> Vec<chunk::Chunk> {
+        let old = self.manifest.files.get(key).map(|e| e.chunks).filter(|(a, b)| b > a);
+        // The old chunks are an optimisation: a state that cannot be read means cutting afresh.
+        let records = match old {
+            Some((first, end)) => self.committed().and_then(|r| r.records_in(first, end)).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let earlier: Vec<chunk::Earlier> =
+            records.iter().map(|r| chunk::Earlier { start_byte: r.start_byte as usize, text: &r.text }).collect();
+        let mut chunks = chunk::rechunk(&doc.text, doc.kind, &self.manifest.chunking, spans, &earlier);
         for c in &mut chunks {
             c.pages = doc.page_range(c.start_byte, c.end_byte);
         }
-        Ok(Prepared::Changed(FileEntry { hash, size, mtime, kind: doc.kind, chunks: (0, 0) }, chunks))
+        chunks
     }
 
     /// The committed state as a reader, opened (or reopened) when the manifest moved on.
@@ -821,11 +842,117 @@ fn plan_merge(segs: &[(u64, u64, u64, u64)], cap: u64) -> Option<(u64, u64)> {
     None
 }
 
+/// What reading one file gave.
 enum Prepared {
     Unchanged,
     /// Same content, new mtime.
     Touched(FileEntry),
-    Changed(FileEntry, Vec<chunk::Chunk>),
+    /// New or changed: its entry (no chunks yet), its text, and the model tokenizer's spans of
+    /// the whole text.
+    Changed(FileEntry, ingest::Document, Vec<(usize, usize)>),
+}
+
+/// Bytes of text (and token spans) held ahead of the chunking and embedding, beyond the file
+/// being read, at most; a larger file is passed on alone.
+const READ_AHEAD_BYTES: usize = 32 << 20;
+
+/// How much the reading thread holds ahead of the embedding.
+#[derive(Default)]
+struct ReadAhead {
+    /// Bytes held, and whether the consumer has stopped.
+    state: std::sync::Mutex<(usize, bool)>,
+    freed: std::sync::Condvar,
+}
+
+impl ReadAhead {
+    /// Waits for room for `n` more bytes; false once the consumer has stopped.
+    fn take(&self, n: usize) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.1 && st.0 > 0 && st.0 + n > READ_AHEAD_BYTES {
+            st = self.freed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.0 += n;
+        !st.1
+    }
+
+    fn give(&self, n: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 = st.0.saturating_sub(n);
+        self.freed.notify_all();
+    }
+
+    /// A guard that marks the consumer stopped when dropped.
+    fn closer(&self) -> impl Drop + '_ {
+        struct Close<'a>(&'a ReadAhead);
+        impl Drop for Close<'_> {
+            fn drop(&mut self) {
+                self.0.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+                self.0.freed.notify_all();
+            }
+        }
+        Close(self)
+    }
+}
+
+/// Gives the calling thread the lowest priority (Linux: nice 19 for this thread alone). The
+/// reading thread must not take time from the embedding, whose threads split every matrix
+/// product between the cores: one of them preempted holds up the whole step. It fills the
+/// gaps instead (commits, chunking, the tail of each batch), and when the embedding waits for
+/// the next file, a core is free for it. Unlike `SCHED_IDLE`, nice 19 still gets a share when
+/// other programs keep every core busy, so reading never stalls.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
+/// What the reading thread needs.
+struct Reading<'a> {
+    embedder: &'a Embedder,
+    max_bytes: u64,
+    include_generated: bool,
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Reading<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Stats and hashes one file (`old`: its entry in the index, if any) and, if it changed,
+    /// reads and tokenizes it.
+    fn prepare(&self, path: &Path, old: Option<&FileEntry>) -> std::result::Result<Prepared, String> {
+        let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+        let size = meta.len();
+        let mtime = crate::fsutil::mtime_ns(&meta);
+        if let Some(old) = old {
+            if old.size == size && old.mtime == mtime {
+                return Ok(Prepared::Unchanged);
+            }
+        }
+        if size > self.max_bytes {
+            return Err(format!("{size} bytes is over the {} byte limit (--max-file-size)", self.max_bytes));
+        }
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(old) = old {
+            if old.hash == hash {
+                return Ok(Prepared::Touched(FileEntry { mtime, size, ..old.clone() }));
+            }
+        }
+        let reader = ingest::reader_for(path).ok_or_else(|| "no reader for this file type".to_string())?;
+        let doc = reader.read(path, &bytes).map_err(|e| e.to_string())?;
+        if !self.include_generated {
+            if let Some(why) = ingest::generated::reason(path, &doc) {
+                return Err(format!("{why}; --include-generated indexes it"));
+            }
+        }
+        let spans = self.embedder.tokenizer().token_spans(&doc.text);
+        Ok(Prepared::Changed(FileEntry { hash, size, mtime, kind: doc.kind, chunks: (0, 0) }, doc, spans))
+    }
 }
 
 /// Whether `path` is `root` or lies under it (both absolute, `/`-separated).
