@@ -76,10 +76,10 @@ pub struct Earlier<'a> {
 const SEEK: usize = 64 << 10;
 
 /// Like [`chunk`], given the token spans of the whole text (`count(text)`), for a new version
-/// of a document that was chunked before (`earlier`, in order): every earlier chunk whose text is still in the document, in the same order, is kept
-/// as it was, and only the text between kept chunks is cut afresh. So an edit changes the
-/// chunks it touches and not those after it, which greedy packing alone can shift one after
-/// the other; their vectors can then be reused.
+/// of a document that was chunked before (`earlier`, in order): every earlier chunk whose text
+/// is still in the document, in the same order, is kept as it was, and only the text between
+/// kept chunks is cut afresh. So an edit changes the chunks it touches and not those after it,
+/// which greedy packing alone can shift one after the other; their vectors can then be reused.
 ///
 /// The result satisfies the same guarantees as [`chunk`]'s. Its chunks are those [`chunk`]
 /// would give the new text only where nothing was kept. As edits accumulate the kept chunks

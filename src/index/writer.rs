@@ -288,15 +288,15 @@ impl<'a> Indexer<'a> {
         let mut pending: Vec<(String, FileEntry, Vec<chunk::Chunk>)> = Vec::new();
         let mut pending_chunks = 0usize;
         let total = files.len();
-        // Files are read, parsed and tokenized on a thread of their own, a few files ahead of
-        // the chunking and embedding here, so that neither waits on the other.
+        // Files are read, parsed and tokenized on a thread of their own, ahead of the chunking
+        // and embedding here (up to READ_AHEAD_BYTES), so that neither waits on the other. It
+        // stops when this loop ends, whatever ends it (cancelling included): its sends fail.
         let olds: Vec<Option<FileEntry>> =
             files.iter().map(|p| self.manifest.files.get(p.to_string_lossy().as_ref()).cloned()).collect();
         let reading = Reading {
             embedder: self.embedder,
             max_bytes: self.opts.walk.max_bytes,
             include_generated: self.opts.walk.include_generated,
-            cancel: self.opts.cancel.clone(),
         };
         let files = &files;
         let budget = ReadAhead::default();
@@ -306,9 +306,6 @@ impl<'a> Indexer<'a> {
             scope.spawn(move || {
                 background_priority();
                 for (path, old) in files.iter().zip(olds) {
-                    if reading.cancelled() {
-                        break;
-                    }
                     let prepared = reading.prepare(path, old.as_ref());
                     let held = match &prepared {
                         Ok(Prepared::Changed(_, doc, spans)) => doc.text.len() + std::mem::size_of_val(&spans[..]),
@@ -914,14 +911,9 @@ struct Reading<'a> {
     embedder: &'a Embedder,
     max_bytes: u64,
     include_generated: bool,
-    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Reading<'_> {
-    fn cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
     /// Stats and hashes one file (`old`: its entry in the index, if any) and, if it changed,
     /// reads and tokenizes it.
     fn prepare(&self, path: &Path, old: Option<&FileEntry>) -> std::result::Result<Prepared, String> {
