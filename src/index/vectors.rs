@@ -136,8 +136,9 @@ fn decode_bits(bits: &[b1x8], dim: usize) -> Vec<f32> {
 /// Tells the kernel that a vector file's pages, all read by the checksum and by usearch's walk
 /// over its nodes when it opens, are not needed again soon, and that later reads (graph hops)
 /// are random. They stay in the page cache, but leave this process's resident set until a
-/// search touches them again, and a fault no longer reads ahead. Without it a writer at a
-/// million chunks held about 370 MB of vector files resident from the moment it opened.
+/// search touches them again, and a fault no longer reads ahead (the kernel still maps cached
+/// neighbours of a faulting page). Without it a writer at a million chunks held about 370 MB
+/// of vector files resident from the moment it opened.
 fn release_pages(map: &memmap2::Mmap) {
     #[cfg(unix)]
     {
