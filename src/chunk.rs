@@ -1153,6 +1153,8 @@ mod tests {
         let long = format!("{doc}\n{}", "Lorem ipsum, dolor sit amet. ".repeat(6_000));
         assert!(long.len() > 4 * 32 * 1024);
         assert_eq!(tok.token_spans(&long).len() + 2, tok.count_tokens(&long).unwrap());
+        // The writer's reading thread encodes the segments itself, with the same result.
+        assert_eq!(tok.token_spans_here(&long), tok.token_spans(&long));
     }
 
     #[test]

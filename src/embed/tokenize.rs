@@ -80,6 +80,17 @@ impl TextTokenizer {
     /// documents of many megabytes and the batches run in parallel. Should the tokenizer fail,
     /// the spans of whitespace-separated words stand in.
     pub fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        self.spans(text, true)
+    }
+
+    /// [`token_spans`](Self::token_spans) computed on the calling thread alone, for a thread
+    /// that must not hand work to the shared thread pool (the writer's low-priority reading
+    /// thread: pool threads would run it at full priority, between the embedding's steps).
+    pub fn token_spans_here(&self, text: &str) -> Vec<(usize, usize)> {
+        self.spans(text, false)
+    }
+
+    fn spans(&self, text: &str, parallel: bool) -> Vec<(usize, usize)> {
         const SEGMENT_BYTES: usize = 32 * 1024;
         const SEGMENTS_PER_BATCH: usize = 64;
         let mut segments = Vec::new();
@@ -103,7 +114,12 @@ impl TextTokenizer {
         let mut spans = Vec::new();
         for group in segments.chunks(SEGMENTS_PER_BATCH) {
             let inputs: Vec<&str> = group.iter().map(|&(a, b)| &text[a..b]).collect();
-            match self.untruncated.encode_batch(inputs, false) {
+            let encoded = if parallel {
+                self.untruncated.encode_batch(inputs, false)
+            } else {
+                inputs.into_iter().map(|t| self.untruncated.encode(t, false)).collect()
+            };
+            match encoded {
                 Ok(encodings) => {
                     for (enc, &(a, _)) in encodings.iter().zip(group) {
                         spans.extend(enc.get_offsets().iter().map(|&(s, e)| (a + s, a + e)));

@@ -942,7 +942,7 @@ impl Reading<'_> {
                 return Err(format!("{why}; --include-generated indexes it"));
             }
         }
-        let spans = self.embedder.tokenizer().token_spans(&doc.text);
+        let spans = self.embedder.tokenizer().token_spans_here(&doc.text);
         Ok(Prepared::Changed(FileEntry { hash, size, mtime, kind: doc.kind, chunks: (0, 0) }, doc, spans))
     }
 }
