@@ -312,6 +312,22 @@ mod tests {
             .collect()
     }
 
+    /// A fresh directory for one test's files.
+    fn test_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ponder-vectors-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `vectors` (keys 0, 1, …) as a committed file `dir/name` of `kind`.
+    fn saved_vectors(vectors: &[Vec<f32>], kind: VectorKind, dir: &Path, name: &str) -> VectorFile {
+        let mut delta = VectorDelta::new(vectors[0].len(), kind).unwrap();
+        for (i, v) in vectors.iter().enumerate() {
+            delta.add(i as u64, v).unwrap();
+        }
+        saved(&delta, dir, name)
+    }
+
     /// Saves `delta` to `dir/name` and opens it as a committed file.
     fn saved(delta: &VectorDelta, dir: &Path, name: &str) -> VectorFile {
         let path = dir.join(name);
@@ -324,15 +340,10 @@ mod tests {
     /// the 600 nearest of 2,000 are dead, past several rounds of over-fetching.
     #[test]
     fn exact_search_skips_any_number_of_dead_keys() {
-        let dir = std::env::temp_dir().join(format!("ponder-vectors-exact-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("exact");
         let dim = 32;
         let vectors = random_vectors(2000, dim, 7);
-        let mut delta = VectorDelta::new(dim, VectorKind::F32).unwrap();
-        for (i, v) in vectors.iter().enumerate() {
-            delta.add(i as u64, v).unwrap();
-        }
-        let file = saved(&delta, &dir, "exact.usearch");
+        let file = saved_vectors(&vectors, VectorKind::F32, &dir, "exact.usearch");
         let query = &vectors[0];
         let cos = |v: &[f32]| {
             let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
@@ -363,8 +374,7 @@ mod tests {
     /// every kind (what re-indexing relies on when it reuses the vectors of unchanged chunks).
     #[test]
     fn stored_vectors_store_again_exactly() {
-        let dir = std::env::temp_dir().join(format!("ponder-vectors-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("unit");
         let dim = 384;
         let vectors: Vec<Vec<f32>> = random_vectors(20, dim, 3)
             .into_iter()
@@ -377,11 +387,7 @@ mod tests {
             })
             .collect();
         for kind in [VectorKind::I8, VectorKind::F16, VectorKind::F32, VectorKind::B1] {
-            let mut delta = VectorDelta::new(dim, kind).unwrap();
-            for (i, v) in vectors.iter().enumerate() {
-                delta.add(i as u64, v).unwrap();
-            }
-            let first = saved(&delta, &dir, &format!("{kind:?}-1.usearch"));
+            let first = saved_vectors(&vectors, kind, &dir, &format!("{kind:?}-1.usearch"));
             let mut again = VectorDelta::new(dim, kind).unwrap();
             for i in 0..vectors.len() as u64 {
                 again.add_stored(i + 100, &first.get_stored(i).unwrap().unwrap()).unwrap();
@@ -409,15 +415,10 @@ mod tests {
     /// reads back as its signs.
     #[test]
     fn binary_vectors_store_signs_and_find_themselves() {
-        let dir = std::env::temp_dir().join(format!("ponder-vectors-b1-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("b1");
         let dim = 384;
         let vectors = random_vectors(50, dim, 11);
-        let mut delta = VectorDelta::new(dim, VectorKind::B1).unwrap();
-        for (i, v) in vectors.iter().enumerate() {
-            delta.add(i as u64, v).unwrap();
-        }
-        let file = saved(&delta, &dir, "b1.usearch");
+        let file = saved_vectors(&vectors, VectorKind::B1, &dir, "b1.usearch");
         let live = LiveSet::new(vec![(0, 50)]);
         for (i, v) in vectors.iter().enumerate() {
             let signs: Vec<f32> = v.iter().map(|x| if *x > 0.0 { 1.0 } else { 0.0 }).collect();
