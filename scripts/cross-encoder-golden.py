@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference logits for the cross-encoder parity test (tests/parity.rs).
+"""Reference logits for the cross-encoder parity test (tests/suite/parity.rs).
 
 The cross-encoder is all-MiniLM-L6-v2's encoder and pooler (its model.safetensors carries
 `pooler.dense`) with a fixed classifier head: weight[i] = 0.5 * sin(0.37 * i + 0.1), bias 0.1.

@@ -1,6 +1,6 @@
 /*
  * capi_smoke.c: drives libponder through include/ponder.h the way an application would.
- * tests/capi.rs compiles it (-Wall -Wextra -Werror), links it to the cdylib and runs it:
+ * tests/suite/capi.rs compiles it (-Wall -Wextra -Werror), links it to the cdylib and runs it:
  *
  *   capi_smoke INDEX_DIR DOCS_DIR MISSING_INDEX_DIR CANCEL_INDEX_DIR [OPTIONS_JSON]
  *

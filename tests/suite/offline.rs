@@ -2,9 +2,8 @@
 //! inside a network namespace that has no interface but a loopback that is down and no route,
 //! so any connection ponder tried to open would fail there.
 
-mod common;
 
-use common::{copy_dir, TempDir};
+use crate::common::{copy_dir, TempDir};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -55,7 +54,7 @@ fn index_search_rerank_and_eval_run_without_a_network() {
 
     let t = TempDir::new("offline");
     let docs = t.path().join("docs");
-    copy_dir(&common::repo().join("samples"), &docs);
+    copy_dir(&crate::common::repo().join("samples"), &docs);
     let pdf = Path::new("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf");
     let with_pdf = pdf.exists();
     if with_pdf {

@@ -2,9 +2,8 @@
 //! opens and answers with every previously committed file, and readers running beside the
 //! writer always see a consistent committed state.
 
-mod common;
 
-use common::TempDir;
+use crate::common::TempDir;
 use ponder::index::IndexReader;
 use std::path::Path;
 use std::process::{Command, Stdio};

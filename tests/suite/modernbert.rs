@@ -4,9 +4,8 @@
 //! `tests/golden/README-archs.md`): token ids, hidden states and pooled vectors at f32, the
 //! int8 model file, `ponder model import` / `ponder embed`, and an index built with the model.
 
-mod common;
 
-use common::{cosine, max_abs, TempDir};
+use crate::common::{cosine, max_abs, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::embed::modernbert::NativeModernBert;
 use ponder::embed::tokenize::{Encoded, TextTokenizer};
@@ -19,7 +18,7 @@ use ponder::Error;
 use std::path::{Path, PathBuf};
 
 fn golden_model() -> PathBuf {
-    common::repo().join("tests/golden/modernbert-tiny")
+    crate::common::repo().join("tests/golden/modernbert-tiny")
 }
 
 struct Item {

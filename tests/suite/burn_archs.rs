@@ -4,16 +4,15 @@
 //! goldens in `tests/golden/modernbert-tiny/` and `tests/golden/qwen3-tiny/`, with the texts
 //! in one padded batch (padding, sliding-window and causal masks all matter) and one by one.
 
-mod common;
 
-use common::{cosine, max_abs};
+use crate::common::{cosine, max_abs};
 use ponder::device::DeviceChoice;
 use ponder::model::{ModelWeights, Precision};
 use ponder::{Embedder, Error};
 
 /// (text, pooled vector) of every golden item.
 fn golden(name: &str) -> (ModelWeights, Vec<(String, Vec<f32>)>) {
-    let dir = common::repo().join("tests/golden").join(name);
+    let dir = crate::common::repo().join("tests/golden").join(name);
     let e: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let items = e["texts"]
         .as_array()

@@ -3,11 +3,10 @@
 //! checkpoint to the weights of an uninterrupted run, refuses a checkpoint made with other
 //! settings, and writes a model file that loads with 3 layers and embeds.
 
-mod common;
 
 use std::process::Command;
 
-use common::{write_tiny_bert, TempDir};
+use crate::common::{write_tiny_bert, TempDir};
 use ponder::model::{ModelWeights, Precision};
 
 const TEXTS: &[(&str, &str)] = &[
@@ -136,7 +135,7 @@ fn a_teacher_of_another_architecture_trains_a_bert_student() {
     // same width, so both loss terms apply.
     let tmp = TempDir::new("distill-decoder");
     let student = tiny_teacher(&tmp);
-    let teacher = common::repo().join("tests/golden/qwen3-tiny");
+    let teacher = crate::common::repo().join("tests/golden/qwen3-tiny");
     let teacher = teacher.to_str().unwrap();
     let data = tmp.path().join("texts.jsonl");
     let lines: String =
@@ -158,7 +157,7 @@ fn a_teacher_of_another_architecture_trains_a_bert_student() {
 
     // A teacher of another width: the ColBERT golden's vectors are 16 wide, the student 32.
     // With the KL weight at 0 nothing could train it: refused.
-    let colbert = common::repo().join("tests/golden/colbert-tiny");
+    let colbert = crate::common::repo().join("tests/golden/colbert-tiny");
     let out2 = tmp.path().join("k.ponder");
     let o = ponder(&[
         "--threads", "1", "train", "distill", "--teacher", colbert.to_str().unwrap(), "--student", &student, "--data", data,

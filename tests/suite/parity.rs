@@ -1,8 +1,7 @@
 //! Parity of every model path against the independent f32 reference in ../shared/golden.
 
-mod common;
 
-use common::{cosine, golden, minilm_dir};
+use crate::common::{cosine, golden, minilm_dir};
 use ponder::device::DeviceChoice;
 use ponder::model::{ModelWeights, Precision};
 use ponder::Embedder;
@@ -125,7 +124,7 @@ fn cross_encoder_golden() -> (Vec<(String, String)>, Vec<f32>) {
 }
 
 fn check_cross_encoder(label: &str, precision: Precision, device: DeviceChoice, tol: f32, min_concordance: f32) {
-    let dir = common::TempDir::new("cross-encoder");
+    let dir = crate::common::TempDir::new("cross-encoder");
     minilm_cross_encoder(dir.path());
     let w = ModelWeights::load(dir.path()).unwrap();
     assert_eq!(w.config.head, ponder::model::Head::Classifier);

@@ -1,9 +1,8 @@
 //! Loading and ponder's model format: round trips, quantization, typed errors for bad files,
 //! and agreement between the runtimes on a tiny random BERT.
 
-mod common;
 
-use common::{cosine, write_tiny_bert, TempDir};
+use crate::common::{cosine, write_tiny_bert, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::model::{format, DType, ModelWeights, Precision};
 use ponder::{Embedder, Error};
@@ -154,7 +153,7 @@ fn hf_errors_name_what_is_wrong() {
 
 #[test]
 fn sentence_transformers_settings_are_read() {
-    let dir = ponder::model::ModelConfig::from_hf_dir(&common::minilm_dir()).unwrap();
+    let dir = ponder::model::ModelConfig::from_hf_dir(&crate::common::minilm_dir()).unwrap();
     assert_eq!(dir.max_seq_len, 256, "sentence_bert_config.json max_seq_length overrides the tokenizer's 128");
     assert_eq!(dir.pooling, ponder::model::Pooling::Mean);
     assert!(dir.normalize);

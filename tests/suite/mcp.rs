@@ -1,7 +1,6 @@
 //! `ponder mcp` from outside the process: real JSON-RPC sessions over the binary's stdin and
 //! stdout (newline-delimited JSON), as an agent's MCP client runs them.
 
-mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
+use crate::common::TempDir;
 use serde_json::{json, Value};
 
 /// The longest wait for one response (a search loads nothing: the model is warm).
@@ -190,7 +189,7 @@ fn chunk_ids(hits: &[Value]) -> Vec<u64> {
 fn a_session_over_the_samples() {
     let tmp = TempDir::new("mcp-samples");
     let index = tmp.path().join("index");
-    let samples = common::repo().join("samples");
+    let samples = crate::common::repo().join("samples");
     ponder(&["index", samples.to_str().unwrap(), "--index", index.to_str().unwrap(), "--progress", "none"]);
 
     let mut s = Session::start(&index);

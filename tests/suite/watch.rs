@@ -3,7 +3,6 @@
 //! commits; the index directory, hidden and ignored files cause no update; dropping the handle
 //! stops it. Plus `ponder watch` end to end. Every wait is bounded.
 
-mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -12,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
+use crate::common::TempDir;
 use ponder::engine::{Engine, EngineOptions, SearchRequest};
 use ponder::retrieve::Mode;
 use ponder::watch::{self, WatchEvent, WatchHandle, WatchOptions};
@@ -412,7 +411,7 @@ fn ponder_watch_end_to_end() {
 
 /// Save → searchable latency: p50 over 20 saves with the CLI's default options (or
 /// `PONDER_WATCH_DEBOUNCE_MS`). Run with
-/// `cargo test --release --test watch -- --ignored --nocapture save_to_searchable`.
+/// `cargo test --release --test suite -- --ignored --nocapture watch::save_to_searchable`.
 #[test]
 #[ignore]
 fn save_to_searchable_latency() {

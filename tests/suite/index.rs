@@ -1,9 +1,8 @@
 //! The engine end to end through the `ponder` binary: indexing, incremental updates,
 //! searching, model mixing, corruption, crash safety and bad input.
 
-mod common;
 
-use common::TempDir;
+use crate::common::TempDir;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

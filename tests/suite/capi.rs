@@ -5,13 +5,12 @@
 //! AddressSanitizer and LeakSanitizer (see [`leak_check`]); where that cannot run, the leak
 //! check is skipped with the reason printed.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::{repo, TempDir};
+use crate::common::{repo, TempDir};
 
 /// The directory holding the cdylib: `deps/` beside the `ponder` binary, where every build of
 /// the library writes it (`cargo test` does not copy it up next to the binary, `cargo build`

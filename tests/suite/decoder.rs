@@ -5,9 +5,8 @@
 //! prompt and instruction template, from `ModelConfig` down to an index's query vector; the
 //! end-of-sequence token appended when a tokenizer does not; configurations refused.
 
-mod common;
 
-use common::{copy_dir, cosine, max_abs, TempDir};
+use crate::common::{copy_dir, cosine, max_abs, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::embed::decoder::NativeDecoder;
 use ponder::engine::{Engine, EngineOptions, IndexJob};
@@ -20,7 +19,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn golden_dir() -> PathBuf {
-    common::repo().join("tests/golden/qwen3-tiny")
+    crate::common::repo().join("tests/golden/qwen3-tiny")
 }
 
 struct Item {
@@ -255,7 +254,7 @@ fn unsupported_decoder_configs_are_refused() {
 }
 
 /// Throughput at Qwen3-Embedding-0.6B's layer width (2 of its 28 layers, random weights):
-/// `cargo test --release --test decoder -- --ignored --nocapture`.
+/// `cargo test --release --test suite decoder:: -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn speed_at_qwen3_0_6b_width() {

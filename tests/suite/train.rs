@@ -2,13 +2,12 @@
 //! checkpoint is an error, the exported file scores like the trained tensors, and the
 //! reranker reaches `search` and `eval` through the CLI.
 
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
-use common::{minilm_dir, write_tiny_bert, TempDir};
+use crate::common::{minilm_dir, write_tiny_bert, TempDir};
 use ponder::model::{ModelWeights, Precision};
 use ponder::train::{self, Loss, TrainData, TrainOptions, Trainer};
 

@@ -3,9 +3,8 @@
 //! Without a usable wgpu adapter (or with PONDER_SKIP_GPU_TESTS set) each test says why it is
 //! skipped and passes.
 
-mod common;
 
-use common::{cosine, golden};
+use crate::common::{cosine, golden};
 use ponder::device::DeviceChoice;
 use ponder::embed::kernels;
 use ponder::embed::wgsl::{Epilogue, WgslDevice};
@@ -224,7 +223,7 @@ fn int8_gpu_cross_encoder_matches_native() {
     let (eg, ec) = (err(&gpu), err(&cpu));
     eprintln!("cross-encoder max |logit - f32 activations|: int8 wgsl {eg:.3}, int8 native {ec:.3}");
     eprintln!("logits wgsl {gpu:?}\n       native {cpu:?}\n       f32 {f32:?}");
-    // As tests/parity.rs asks of int8 logits against the reference: within 0.1 of it (here
+    // As tests/suite/parity.rs asks of int8 logits against the reference: within 0.1 of it (here
     // 0.25: the int8 rounding noise of two runtimes) and the reference's order of the pairs.
     assert!(eg <= 0.25, "WGSL int8 logits off f32 by {eg}");
     let (mut agree, mut total) = (0, 0);
@@ -239,7 +238,7 @@ fn int8_gpu_cross_encoder_matches_native() {
 
 /// Wall time of each kernel at the sizes of one MiniLM-L6 layer for 8 × 128 tokens, and of
 /// the whole encoder, on this machine's adapter (uploads and read-back included). A
-/// measurement, not a check: `cargo test --release --test wgsl -- --ignored --nocapture`.
+/// measurement, not a check: `cargo test --release --test suite wgsl:: -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn kernel_timings() {

@@ -4,9 +4,8 @@
 //! token vectors and MaxSim at f32, both query-expansion attention settings, the int8 model
 //! file, and `ponder model import`.
 
-mod common;
 
-use common::{cosine, TempDir};
+use crate::common::{cosine, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::embed::colbert::{maxsim, maxsim_i8, quantize_tokens, TokenMatrix};
 use ponder::embed::Embedder;
@@ -14,7 +13,7 @@ use ponder::model::{format, ModelWeights, Precision};
 use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
-    common::repo().join("tests/golden/colbert-tiny")
+    crate::common::repo().join("tests/golden/colbert-tiny")
 }
 
 struct Item {
@@ -46,7 +45,7 @@ fn golden() -> Golden {
 }
 
 fn modernbert_dir() -> PathBuf {
-    common::repo().join("tests/golden/colbert-modernbert-tiny")
+    crate::common::repo().join("tests/golden/colbert-modernbert-tiny")
 }
 
 fn golden_at(dir: &std::path::Path) -> Golden {

@@ -3,9 +3,8 @@
 //! thread indexes, following commits made by another engine, `get` and `remove`, and the
 //! first errors a newcomer meets.
 
-mod common;
 
-use common::{copy_dir, TempDir};
+use crate::common::{copy_dir, TempDir};
 use ponder::engine::{Engine, EngineOptions, IndexJob, SearchRequest};
 use ponder::index::Progress;
 use ponder::retrieve::Mode;
@@ -21,7 +20,7 @@ fn opts() -> EngineOptions {
 /// The repo's samples copied into `root/docs`, with the index *inside* that root.
 fn sample_root(t: &TempDir) -> (PathBuf, PathBuf) {
     let docs = t.path().join("docs");
-    copy_dir(&common::repo().join("samples"), &docs);
+    copy_dir(&crate::common::repo().join("samples"), &docs);
     let index = docs.join("my-index");
     (docs, index)
 }
@@ -240,7 +239,7 @@ fn cancelling_a_job_keeps_what_was_committed() {
 fn rerank_and_several_queries_through_the_engine() {
     let t = TempDir::new("engine-rerank");
     let docs = t.path().join("docs");
-    copy_dir(&common::repo().join("samples/notes"), &docs);
+    copy_dir(&crate::common::repo().join("samples/notes"), &docs);
     let engine = Engine::open(t.path().join("index"), opts()).unwrap();
     engine.index(&[docs], &IndexJob::default(), &mut |_| {}).unwrap();
     let mut r = request("which heat shock proteins help refold proteins", 3, Mode::Hybrid);

@@ -1,6 +1,5 @@
 //! The `ponder embed` command contract, checked from outside the process.
 
-mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -35,24 +34,24 @@ fn embed_writes_one_vector_per_line_in_order() {
         assert!((n - 1.0).abs() < 1e-3);
     }
     assert_eq!(lines[0], lines[4], "same text, same vector");
-    assert!(common::cosine(&lines[0], &lines[3]) < 0.9);
+    assert!(crate::common::cosine(&lines[0], &lines[3]) < 0.9);
     // Golden check through the CLI: "hello world" starts like the published vector.
     let row0 = [-0.03448f32, 0.03102, 0.00673, 0.02611, -0.03936];
-    let c = common::cosine(&lines[0][..5], &row0);
+    let c = crate::common::cosine(&lines[0][..5], &row0);
     assert!(c > 0.95, "first dims {:?}", &lines[0][..5]);
 }
 
 #[test]
 fn embed_f32_from_hf_dir_matches_golden_exactly_enough() {
-    let (texts, want) = common::golden();
+    let (texts, want) = crate::common::golden();
     let input: String = texts.iter().map(|t| serde_json::to_string(t).unwrap() + "\n").collect();
-    let dir = common::minilm_dir();
+    let dir = crate::common::minilm_dir();
     let out = ponder(&["embed", "--model", dir.to_str().unwrap(), "--precision", "f32", "--device", "cpu"], &input);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got: Vec<Vec<f32>> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
-        assert!(common::cosine(g, w) >= 0.9999);
+        assert!(crate::common::cosine(g, w) >= 0.9999);
     }
 }
 

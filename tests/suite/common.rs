@@ -49,9 +49,12 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> Self {
+        // Every test runs in this one process: a counter keeps two same-named directories apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let p = repo().join("target/test-tmp").join(format!(
-            "{tag}-{}-{:?}",
+            "{tag}-{}-{}-{:?}",
             std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         std::fs::create_dir_all(&p).unwrap();
