@@ -1158,4 +1158,47 @@ mod tests {
         assert_eq!(LexicalSegment::verify(&p).unwrap(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// Query time over a large corpus, a measurement, not a check:
+    /// `PONDER_BM25_DOCS=FILE PONDER_BM25_QUERIES=FILE cargo test --release --lib bm25_query_timing
+    /// -- --ignored --nocapture` (one document per line; segments of 200,000 documents, written
+    /// to files and mapped, as an index has them; every query searched for the top 100).
+    #[test]
+    #[ignore]
+    fn bm25_query_timing() {
+        let read = |k: &str| std::fs::read_to_string(std::env::var(k).unwrap()).unwrap();
+        let (docs, queries) = (read("PONDER_BM25_DOCS"), read("PONDER_BM25_QUERIES"));
+        let docs: Vec<(u64, &str)> = docs.lines().enumerate().map(|(i, l)| (i as u64, l)).collect();
+        let dir = std::env::temp_dir().join(format!("ponder-bm25-timing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = std::time::Instant::now();
+        let segments = docs
+            .chunks(200_000)
+            .enumerate()
+            .map(|(i, part)| {
+                let p = dir.join(format!("seg{i}"));
+                std::fs::write(&p, encode(&Analyzer::default(), part).unwrap()).unwrap();
+                std::sync::Arc::new(LexicalSegment::open(&p).unwrap())
+            })
+            .collect();
+        eprintln!("{} documents in segments in {:.1} s", docs.len(), t.elapsed().as_secs_f64());
+        let lex = Lexical { segments, ..Default::default() };
+        let live = LiveSet::new(vec![(0, u64::MAX)]);
+        let queries: Vec<&str> = queries.lines().filter(|q| !q.trim().is_empty()).collect();
+        for q in &queries {
+            lex.search(q, 100, &live).unwrap();
+        }
+        let mut ms: Vec<f64> = queries
+            .iter()
+            .map(|q| {
+                let t = std::time::Instant::now();
+                std::hint::black_box(lex.search(q, 100, &live).unwrap());
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+        eprintln!("{} queries: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, mean {:.2} ms", ms.len(), pct(0.5), pct(0.9), pct(0.99), ms.iter().sum::<f64>() / ms.len() as f64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
