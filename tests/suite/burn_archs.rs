@@ -4,7 +4,6 @@
 //! goldens in `tests/golden/modernbert-tiny/` and `tests/golden/qwen3-tiny/`, with the texts
 //! in one padded batch (padding, sliding-window and causal masks all matter) and one by one.
 
-
 use crate::common::{cosine, max_abs};
 use ponder::device::DeviceChoice;
 use ponder::model::{ModelWeights, Precision};

@@ -5,7 +5,6 @@
 //! AddressSanitizer and LeakSanitizer (see [`leak_check`]); where that cannot run, the leak
 //! check is skipped with the reason printed.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;

@@ -1,18 +1,9 @@
 //! The `ponder embed` command contract, checked from outside the process.
 
-
 use std::io::Write;
-use std::process::{Command, Stdio};
 
 fn ponder(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ponder"))
-        .args(args)
-        .env("PONDER_NO_GPU", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::spawn_ponder(args);
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }

@@ -4,7 +4,6 @@
 //! token vectors and MaxSim at f32, both query-expansion attention settings, the int8 model
 //! file, and `ponder model import`.
 
-
 use crate::common::{cosine, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::embed::colbert::{maxsim, maxsim_i8, quantize_tokens, TokenMatrix};

@@ -45,6 +45,18 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     ponder::embed::cosine(a, b)
 }
 
+/// Starts the `ponder` binary with `args`, its three standard streams piped and no GPU.
+pub fn spawn_ponder(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(args)
+        .env("PONDER_NO_GPU", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A scratch directory under target/, removed on drop.
 pub struct TempDir(pub PathBuf);
 impl TempDir {

@@ -2,7 +2,6 @@
 //! opens and answers with every previously committed file, and readers running beside the
 //! writer always see a consistent committed state.
 
-
 use crate::common::TempDir;
 use ponder::index::IndexReader;
 use std::path::Path;

@@ -5,7 +5,6 @@
 //! prompt and instruction template, from `ModelConfig` down to an index's query vector; the
 //! end-of-sequence token appended when a tokenizer does not; configurations refused.
 
-
 use crate::common::{copy_dir, cosine, max_abs, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::embed::decoder::NativeDecoder;

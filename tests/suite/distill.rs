@@ -3,7 +3,6 @@
 //! checkpoint to the weights of an uninterrupted run, refuses a checkpoint made with other
 //! settings, and writes a model file that loads with 3 layers and embeds.
 
-
 use std::process::Command;
 
 use crate::common::{write_tiny_bert, TempDir};

@@ -3,7 +3,6 @@
 //! thread indexes, following commits made by another engine, `get` and `remove`, and the
 //! first errors a newcomer meets.
 
-
 use crate::common::{copy_dir, TempDir};
 use ponder::engine::{Engine, EngineOptions, IndexJob, SearchRequest};
 use ponder::index::Progress;

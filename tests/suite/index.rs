@@ -1,7 +1,6 @@
 //! The engine end to end through the `ponder` binary: indexing, incremental updates,
 //! searching, model mixing, corruption, crash safety and bad input.
 
-
 use crate::common::TempDir;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

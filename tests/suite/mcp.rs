@@ -1,11 +1,10 @@
 //! `ponder mcp` from outside the process: real JSON-RPC sessions over the binary's stdin and
 //! stdout (newline-delimited JSON), as an agent's MCP client runs them.
 
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,14 +38,7 @@ struct Session {
 
 impl Session {
     fn start(index: &Path) -> Session {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ponder"))
-            .args(["mcp", "--index", index.to_str().unwrap()])
-            .env("PONDER_NO_GPU", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = crate::common::spawn_ponder(&["mcp", "--index", index.to_str().unwrap()]);
         let (tx, lines) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {

@@ -1,7 +1,6 @@
 //! Loading and ponder's model format: round trips, quantization, typed errors for bad files,
 //! and agreement between the runtimes on a tiny random BERT.
 
-
 use crate::common::{cosine, write_tiny_bert, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::model::{format, DType, ModelWeights, Precision};

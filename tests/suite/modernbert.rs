@@ -4,7 +4,6 @@
 //! `tests/golden/README-archs.md`): token ids, hidden states and pooled vectors at f32, the
 //! int8 model file, `ponder model import` / `ponder embed`, and an index built with the model.
 
-
 use crate::common::{cosine, max_abs, TempDir};
 use ponder::device::DeviceChoice;
 use ponder::embed::modernbert::NativeModernBert;

@@ -2,7 +2,6 @@
 //! inside a network namespace that has no interface but a loopback that is down and no route,
 //! so any connection ponder tried to open would fail there.
 
-
 use crate::common::{copy_dir, TempDir};
 use std::path::Path;
 use std::process::{Command, Output};

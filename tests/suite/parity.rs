@@ -1,6 +1,5 @@
 //! Parity of every model path against the independent f32 reference in ../shared/golden.
 
-
 use crate::common::{cosine, golden, minilm_dir};
 use ponder::device::DeviceChoice;
 use ponder::model::{ModelWeights, Precision};

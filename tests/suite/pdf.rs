@@ -116,7 +116,6 @@ fn real_pdfs() -> Option<[&'static str; 2]> {
     panic!("{msg}");
 }
 
-
 const NOTE: &str = "# Field notes\n\nThe heron waited motionless in the reeds of the estuary at dawn.\n";
 
 /// Indexed alongside bad PDFs: proves that indexing went on.

@@ -3,7 +3,6 @@
 //! indexing jobs (progress stream, cancel, a client leaving mid-stream), the error contract,
 //! 10,000 junk requests, `kill -9` in the middle of a job, and the refusal of remote addresses.
 
-
 use crate::common::{repo, TempDir};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,7 +2,6 @@
 //! checkpoint is an error, the exported file scores like the trained tensors, and the
 //! reranker reaches `search` and `eval` through the CLI.
 
-
 use std::path::Path;
 use std::process::Command;
 

@@ -3,7 +3,6 @@
 //! commits; the index directory, hidden and ignored files cause no update; dropping the handle
 //! stops it. Plus `ponder watch` end to end. Every wait is bounded.
 
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

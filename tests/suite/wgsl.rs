@@ -3,7 +3,6 @@
 //! Without a usable wgpu adapter (or with PONDER_SKIP_GPU_TESTS set) each test says why it is
 //! skipped and passes.
 
-
 use crate::common::{cosine, golden};
 use ponder::device::DeviceChoice;
 use ponder::embed::kernels;
