@@ -267,8 +267,10 @@ impl<'a> Searcher<'a> {
                     l
                 }
                 Mode::Hybrid => {
-                    let d = self.dense_list(q, n, opts)?;
-                    let l = self.lexical_list(q, n, opts)?;
+                    // Side by side: the query's embedding and the dense search keep one core
+                    // busy while BM25 runs on another.
+                    let (d, l) = rayon::join(|| self.dense_list(q, n, opts), || self.lexical_list(q, n, opts));
+                    let (d, l) = (d?, l?);
                     if let Some(s) = signals.as_deref_mut() {
                         Signals::record(&mut s.dense, &d);
                         Signals::record(&mut s.lexical, &l);

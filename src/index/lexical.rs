@@ -822,7 +822,11 @@ impl Lexical {
         // checked by walking them alongside the (ascending) postings.
         let live_docs: Vec<Vec<(u32, u32)>> = self.segments.iter().map(|s| s.live_doc_ranges(live)).collect::<Result<_>>()?;
         let mut per_term: Vec<(f32, Vec<Vec<(u32, u32)>>)> = Vec::new();
-        for (term, &q) in qtf {
+        // Terms in a fixed order (a HashMap's differs from process to process), so that a
+        // document's score is summed the same way every time: the same bits on every run.
+        let mut terms: Vec<(&String, &f32)> = qtf.iter().collect();
+        terms.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (term, &q) in terms {
             let lists: Vec<Vec<(u32, u32)>> = self
                 .segments
                 .iter()
@@ -1107,6 +1111,29 @@ mod tests {
 
     fn segment(docs: &[(u64, &str)]) -> LexicalSegment {
         LexicalSegment::from_bytes(&encode(&Analyzer::default(), docs).unwrap(), Path::new("t")).unwrap()
+    }
+
+    #[test]
+    fn scores_have_the_same_bits_whatever_order_the_query_terms_come_in() {
+        // Documents sharing many of the query's terms, with different lengths and frequencies,
+        // so that a score is a sum of several unequal parts (float addition is not associative).
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "sigma"];
+        let texts: Vec<String> = (0..60)
+            .map(|i| (0..(5 + i % 13)).map(|j| words[(i * 7 + j * j) % words.len()]).collect::<Vec<_>>().join(" "))
+            .collect();
+        let docs: Vec<(u64, &str)> = texts.iter().enumerate().map(|(i, t)| (i as u64, t.as_str())).collect();
+        let lex = Lexical { segments: vec![std::sync::Arc::new(segment(&docs))], ..Default::default() };
+        let live = LiveSet::new(vec![(0, 100)]);
+        let weights: Vec<(String, f32)> = words.iter().enumerate().map(|(i, w)| (w.to_string(), 0.37 + i as f32 * 0.113)).collect();
+        let bits = |res: Vec<(u64, f32)>| res.into_iter().map(|(id, s)| (id, s.to_bits())).collect::<Vec<_>>();
+        let first = bits(lex.search_weighted(&weights.iter().cloned().collect(), 60, &live).unwrap());
+        assert!(first.len() > 50);
+        // Each map has its own hash seed, so its own iteration order; inserted in a rotated
+        // order too.
+        for r in 0..24 {
+            let qtf: HashMap<String, f32> = weights.iter().cycle().skip(r % words.len()).take(words.len()).cloned().collect();
+            assert_eq!(bits(lex.search_weighted(&qtf, 60, &live).unwrap()), first, "query map {r}");
+        }
     }
 
     #[test]
