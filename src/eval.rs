@@ -193,6 +193,15 @@ pub fn mrr_at(ranked: &[&str], rels: &HashMap<String, i32>, k: usize) -> f64 {
         .map_or(0.0, |p| 1.0 / (p + 1) as f64)
 }
 
+/// The value at fraction `p` (0 to 1) of `sorted` (ascending), nearest rank; 0 when empty. For
+/// the latency figures of the benchmarks.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// Scores a run (query id → ranked doc ids) against the collection's judgements
 /// (nDCG@10, Recall@100, MRR@10).
 pub fn evaluate(c: &Collection, run: &HashMap<String, Vec<String>>) -> Metrics {

@@ -10,6 +10,7 @@ use ponder::device::DeviceChoice;
 use ponder::engine::{self, Engine, EngineOptions, IndexJob, SearchRequest};
 use ponder::index::{self, IndexReader, ModelStamp, Progress, VectorKind};
 use ponder::model::{format, ModelSource, Precision};
+use ponder::eval::percentile;
 use ponder::present;
 use ponder::retrieve::{Mode, SearchOptions, Searcher};
 use ponder::Embedder;
@@ -1389,13 +1390,6 @@ fn demo(args: &ModelArgs) -> Result<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn bench_search(dir: &std::path::Path, queries: Option<PathBuf>, n: usize, k: usize, recall_queries: usize) -> Result<()> {
     let t = Instant::now();
     let engine = Engine::open_existing(dir, EngineOptions::default())?;
@@ -1505,7 +1499,7 @@ fn bench_rerank(reranker: &ModelSource, top: usize, tokens: usize, n: usize) -> 
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let at = |q: f64| percentile(&ms, q);
     println!(
         "{}",
         serde_json::json!({

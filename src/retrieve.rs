@@ -267,8 +267,8 @@ impl<'a> Searcher<'a> {
                     l
                 }
                 Mode::Hybrid => {
-                    // Side by side: the query's embedding and the dense search keep one core
-                    // busy while BM25 runs on another.
+                    // Side by side (here and in `Late`): the query's embedding and the dense
+                    // search keep one core busy while BM25 runs on another.
                     let (d, l) = rayon::join(|| self.dense_list(q, n, opts), || self.lexical_list(q, n, opts));
                     let (d, l) = (d?, l?);
                     if let Some(s) = signals.as_deref_mut() {
@@ -281,8 +281,8 @@ impl<'a> Searcher<'a> {
                     // The query's token vectors serve both stages: their mean is the dense
                     // query vector (as a chunk's is its stored one), then MaxSim.
                     let tokens = self.query_tokens(q)?;
-                    let d = self.dense_from(tokens.mean_normalized(), n, opts)?;
-                    let l = self.lexical_list(q, n, opts)?;
+                    let (d, l) = rayon::join(|| self.dense_from(tokens.mean_normalized(), n, opts), || self.lexical_list(q, n, opts));
+                    let (d, l) = (d?, l?);
                     if let Some(s) = signals.as_deref_mut() {
                         Signals::record(&mut s.dense, &d);
                         Signals::record(&mut s.lexical, &l);

@@ -1224,7 +1224,7 @@ mod tests {
             })
             .collect();
         ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+        let pct = |p: f64| crate::eval::percentile(&ms, p);
         eprintln!("{} queries: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, mean {:.2} ms", ms.len(), pct(0.5), pct(0.9), pct(0.99), ms.iter().sum::<f64>() / ms.len() as f64);
         std::fs::remove_dir_all(&dir).unwrap();
     }
