@@ -5,7 +5,8 @@
 #   - bytes per chunk on disk (`ponder bench search`'s `open` line) and the segment count;
 #   - hybrid, dense and lexical query latency p50/p99, and HNSW recall@10 against exact search
 #     (`ponder bench search --n 200`);
-#   - the warm server's RSS (VmRSS, VmHWM) after 200 searches over HTTP on 127.0.0.1.
+#   - the warm server's RSS (VmRSS, VmHWM) after 200 searches over HTTP on 127.0.0.1, and their
+#     latency, for each resident limit in SERVE_LIMITS.
 #
 # Corpus: Markdown files of 1,000 sections (`## Note N` and one ~30-token unit each), so every
 # section is its own chunk and the file table stays small. Units are SQuAD train sentences
@@ -19,7 +20,8 @@
 #
 # usage: benches/million.sh [SIZES...]  (default: 10000 100000 1000000)
 # Env: PONDER (binary; default target/release/ponder, built when missing),
-#      OUT (default target/bench/million), RECALL_QUERIES (queries of the exact-search recall
+#      OUT (default target/bench/million), SERVE_LIMITS (the server's --resident-limit-mb values
+#      to measure, `none` for no limit; default `none`), RECALL_QUERIES (queries of the exact-search recall
 #      check, default 200: a full scan each, about a second at 1M chunks on 2 cores).
 #      Results: $OUT/results.jsonl.
 set -euo pipefail
@@ -91,15 +93,17 @@ PY
   "$ponder" bench search --index "$idx" --n 200 --recall-queries "${RECALL_QUERIES:-200}" | python3 -c 'import json,sys
 for l in sys.stdin:
     d=json.loads(l); d["size"]=int(sys.argv[1]); print(json.dumps(d))' "$size" >>"$results"
-  # The warm server's memory after 200 searches.
-  log=$out/serve-$size.log
-  "$ponder" serve --index "$idx" --addr 127.0.0.1:0 2>"$log" &
-  server=$!
-  for _ in $(seq 600); do grep -q '^listening on http://' "$log" && break; kill -0 $server; sleep 0.1; done
-  addr=$(sed -n 's|^listening on http://||p' "$log" | head -1)
-  python3 - "$addr" "$server" "$idx" "$size" >>"$results" <<'PY'
+  # The warm server's memory after 200 searches, once per resident limit.
+  for limit in ${SERVE_LIMITS:-none}; do
+    log=$out/serve-$size.log
+    limit_args=(); [ "$limit" = none ] || limit_args=(--resident-limit-mb "$limit")
+    "$ponder" serve --index "$idx" --addr 127.0.0.1:0 "${limit_args[@]}" 2>"$log" &
+    server=$!
+    for _ in $(seq 600); do grep -q '^listening on http://' "$log" && break; kill -0 $server; sleep 0.1; done
+    addr=$(sed -n 's|^listening on http://||p' "$log" | head -1)
+    python3 - "$addr" "$server" "$idx" "$size" "$limit" >>"$results" <<'PY'
 import http.client, json, statistics, sys, time
-addr, pid, idx, size = sys.argv[1:5]
+addr, pid, idx, size, limit = sys.argv[1:6]
 host, port = addr.rsplit(":", 1)
 def mem():
     out = {}
@@ -119,10 +123,14 @@ for q in qs:
     assert r.status == 200, r.status
     lat.append((time.time() - t) * 1e3)
 lat.sort()
-print(json.dumps({"size": int(size), "event": "serve", "idle_mb": idle, "after_mb": mem(),
+c.request("GET", "/info")
+info = json.loads(c.getresponse().read())
+print(json.dumps({"size": int(size), "event": "serve", "resident_limit_mb": limit, "idle_mb": idle, "after_mb": mem(),
+                  "page_releases": info["memory"]["page_releases"],
                   "http_p50_ms": round(lat[len(lat) // 2], 2), "http_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 2)}))
 PY
-  kill $server; wait $server 2>/dev/null || true
+    kill $server; wait $server 2>/dev/null || true
+  done
   date -u +%FT%TZ >"$idx/measured"
   echo "size $size: done" >&2
 done

@@ -144,6 +144,9 @@ void ponder_free_string(char* s);
  *                                  .gitignore, follow links, skip files over 50 MiB)
  *   "commit_every_chunks": N, "commit_every_secs": F     commit cadence while indexing
  *   "reranker": "default" | path, "reranker_precision": "int8" | "f32"
+ *   "resident_limit_mb": N         keep the process's resident memory under N MiB: past it,
+ *                                  searches give the index's memory-mapped pages back to the
+ *                                  page cache (Linux; default: no limit)
  *   "must_exist": bool             fail with PONDER_ERR_NO_INDEX if there is no index yet
  * Unknown fields are refused (PONDER_ERR_INVALID).
  *

@@ -250,6 +250,8 @@ struct OpenOptions {
     commit_every_secs: Option<f64>,
     reranker: Option<String>,
     reranker_precision: Option<String>,
+    /// [`EngineOptions::resident_limit`], in MiB.
+    resident_limit_mb: Option<u64>,
     /// Refuse a directory without an index (`PONDER_ERR_NO_INDEX`) instead of preparing one.
     must_exist: bool,
 }
@@ -293,6 +295,7 @@ impl OpenOptions {
         }
         o.reranker_precision =
             self.reranker_precision.as_deref().map(|p| value_enum::<Precision>(p, "reranker_precision")).transpose()?;
+        o.resident_limit = self.resident_limit_mb.map(|mb| mb.saturating_mul(1 << 20));
         Ok(o)
     }
 }
@@ -637,9 +640,11 @@ mod tests {
 
     #[test]
     fn options_parse_and_refuse_unknown_fields() {
-        let o: OpenOptions = parse_json(r#"{"device": "cpu", "vectors": "f16", "hidden": true}"#, "o").unwrap();
+        let o: OpenOptions =
+            parse_json(r#"{"device": "cpu", "vectors": "f16", "hidden": true, "resident_limit_mb": 300}"#, "o").unwrap();
         let e = o.engine_options().unwrap();
         assert_eq!((e.device, e.vectors, e.walk.hidden), (DeviceChoice::Cpu, Some(VectorKind::F16), true));
+        assert_eq!(e.resident_limit, Some(300 << 20));
         assert!(parse_json::<OpenOptions>(r#"{"colour": 1}"#, "o").is_err());
         let o: OpenOptions = parse_json(r#"{"device": "tpu"}"#, "o").unwrap();
         assert_eq!(o.engine_options().err().unwrap().code, PONDER_ERR_INVALID);

@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::device::DeviceChoice;
@@ -62,6 +62,14 @@ pub struct EngineOptions {
     pub reranker: ModelSource,
     /// The reranker's compute precision (default: int8 for int8 files, f32 otherwise).
     pub reranker_precision: Option<Precision>,
+    /// Bytes of resident memory (RSS) this process should stay under while it searches.
+    /// After a search that leaves it over, the pages of the index's memory-mapped files are
+    /// given back (see [`IndexReader::release_pages`]). They are page cache, not allocations:
+    /// the kernel keeps them while it has room, and searches that need them map them back
+    /// without reading the disk, at the price of page faults. Memory that is not mapped index
+    /// files (models, buffers) is not given back, so a limit below it only costs those faults.
+    /// `None`: no limit. Linux only (elsewhere the limit is ignored).
+    pub resident_limit: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -76,6 +84,7 @@ impl Default for EngineOptions {
             commit_every_secs: 20.0,
             reranker: ModelSource::Default,
             reranker_precision: None,
+            resident_limit: None,
         }
     }
 }
@@ -539,6 +548,10 @@ pub struct Engine {
     refreshing: Mutex<()>,
     /// One indexing job at a time in this process.
     writer: Mutex<()>,
+    /// Set while a search gives mapped pages back (see [`EngineOptions::resident_limit`]).
+    releasing: AtomicBool,
+    /// How many times mapped pages were given back.
+    releases: AtomicU64,
 }
 
 impl Engine {
@@ -559,6 +572,8 @@ impl Engine {
             snapshot: RwLock::new(None),
             refreshing: Mutex::new(()),
             writer: Mutex::new(()),
+            releasing: AtomicBool::new(false),
+            releases: AtomicU64::new(0),
         };
         Ok(engine)
     }
@@ -719,7 +734,29 @@ impl Engine {
     pub fn rank(&self, snap: &Snapshot, req: &SearchRequest) -> Result<Vec<(u64, f32)>> {
         let mut r = self.rank_detailed(snap, req, req.k, false)?;
         r.ranked.truncate(req.k);
+        self.keep_under_resident_limit(snap);
         Ok(r.ranked)
+    }
+
+    /// Gives the snapshot's mapped pages back when this process is over
+    /// [`EngineOptions::resident_limit`]. One search at a time does it; the others go on.
+    fn keep_under_resident_limit(&self, snap: &Snapshot) {
+        let Some(limit) = self.opts.resident_limit else { return };
+        if crate::fsutil::resident_bytes().is_none_or(|rss| rss <= limit) {
+            return;
+        }
+        if self.releasing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        snap.reader.release_pages();
+        self.releases.fetch_add(1, Ordering::Relaxed);
+        self.releasing.store(false, Ordering::Release);
+    }
+
+    /// How many times searches gave mapped index pages back to stay under
+    /// [`EngineOptions::resident_limit`].
+    pub fn page_releases(&self) -> u64 {
+        self.releases.load(Ordering::Relaxed)
     }
 
     /// The top `pool` of a request's ranking, with the signals behind it when `explain`.
@@ -799,6 +836,7 @@ impl Engine {
             }
             out.push(h);
         }
+        self.keep_under_resident_limit(&snap);
         Ok(out)
     }
 

@@ -78,3 +78,30 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Drops a read-only file mapping's pages from this process's resident set. They stay in
+/// the page cache (shared, and reclaimable by the kernel), so the next access maps them again
+/// without reading the disk, with the same bytes. A no-op where it is not supported.
+pub fn release_mapped(map: &memmap2::Mmap) {
+    #[cfg(unix)]
+    // SAFETY: every map given here is a read-only mapping of an immutable file, never written
+    // through: dropped pages are read back from the file (or page cache) on the next access.
+    let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    #[cfg(not(unix))]
+    let _ = map;
+}
+
+/// This process's resident memory in bytes, anonymous and file-backed together (what `ps`
+/// and `top` show as RSS). Read from `/proc/self/statm` on Linux; `None` elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(pages * u64::try_from(page).ok().filter(|p| *p > 0)?)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}

@@ -342,6 +342,10 @@ enum Command {
         /// Seconds before a request times out.
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+        /// Keep the process's resident memory (RSS) under this many MiB: past it, searches give
+        /// the memory-mapped index pages back to the page cache (Linux).
+        #[arg(long)]
+        resident_limit_mb: Option<u64>,
         /// Commit index jobs after this many new chunks.
         #[arg(long, default_value_t = 2048, hide = true)]
         commit_every: usize,
@@ -354,6 +358,10 @@ enum Command {
         dir: IndexDirArg,
         #[arg(long, value_enum, default_value = "auto")]
         device: DeviceChoice,
+        /// Keep the process's resident memory (RSS) under this many MiB: past it, searches give
+        /// the memory-mapped index pages back to the page cache (Linux).
+        #[arg(long)]
+        resident_limit_mb: Option<u64>,
     },
     /// Follow the index's folders and re-index files as they are created, changed, renamed or
     /// deleted, until stopped.
@@ -822,8 +830,15 @@ fn run(command: Command) -> Result<()> {
             eprintln!("removed {n} file(s) under {}", path.display());
             Ok(())
         }
-        Command::Serve { dir, addr, socket, watch, allow_remote, token, max_body_bytes, max_concurrent, timeout, commit_every, device } => {
-            let opts = EngineOptions { device, commit_every_chunks: commit_every.max(1), ..Default::default() };
+        Command::Serve {
+            dir, addr, socket, watch, allow_remote, token, max_body_bytes, max_concurrent, timeout, resident_limit_mb, commit_every, device,
+        } => {
+            let opts = EngineOptions {
+                device,
+                commit_every_chunks: commit_every.max(1),
+                resident_limit: resident_limit_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                ..Default::default()
+            };
             let engine = std::sync::Arc::new(Engine::open(dir.dir(), opts)?);
             engine.warm()?;
             let serve = ponder::serve::ServeOptions {
@@ -832,8 +847,9 @@ fn run(command: Command) -> Result<()> {
             ponder::serve::run(engine, serve, std::sync::Arc::new(|line: String| eprintln!("{line}")))?;
             Ok(())
         }
-        Command::Mcp { dir, device } => {
-            let engine = std::sync::Arc::new(Engine::open(dir.dir(), EngineOptions { device, ..Default::default() })?);
+        Command::Mcp { dir, device, resident_limit_mb } => {
+            let opts = EngineOptions { device, resident_limit: resident_limit_mb.map(|mb| mb.saturating_mul(1 << 20)), ..Default::default() };
+            let engine = std::sync::Arc::new(Engine::open(dir.dir(), opts)?);
             // A missing index is reported by the tools (an agent can create one); a broken
             // model is not something an agent can fix.
             engine.query_embedder()?;

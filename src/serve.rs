@@ -753,6 +753,11 @@ async fn info(State(app): State<App>) -> Response {
             "connections_total": s.accepted.load(Ordering::SeqCst),
             "event_streams": s.streams.load(Ordering::SeqCst),
             "searches_running": s.opts.max_concurrent - s.reads.available_permits(),
+            "memory": {
+                "resident_bytes": crate::fsutil::resident_bytes(),
+                "resident_limit": s.engine.options().resident_limit,
+                "page_releases": s.engine.page_releases(),
+            },
         }),
     )
 }

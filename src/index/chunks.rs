@@ -59,6 +59,12 @@ pub struct ChunkSegment {
 }
 
 impl ChunkSegment {
+    /// Drops the segment's pages from this process's resident set (see
+    /// [`crate::fsutil::release_mapped`]).
+    pub fn release_pages(&self) {
+        crate::fsutil::release_mapped(&self.map);
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: segment files are immutable once committed.

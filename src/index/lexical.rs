@@ -560,6 +560,14 @@ impl LexicalSegment {
         Self::from_store(Store::Map(map), path)
     }
 
+    /// Drops a mapped segment's pages from this process's resident set (see
+    /// [`crate::fsutil::release_mapped`]).
+    pub fn release_pages(&self) {
+        if let Store::Map(m) = &self.store {
+            crate::fsutil::release_mapped(m);
+        }
+    }
+
     /// Opens a segment held in memory (as `encode` returned it), checksum included; `path`
     /// names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {

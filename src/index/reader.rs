@@ -275,6 +275,17 @@ impl IndexReader {
         self.vectors.len()
     }
 
+    /// Drops the pages of every mapped data file (vectors, BM25 segments, chunk texts, token
+    /// vectors) from this process's resident set. They stay in the page cache, so searches
+    /// that need them again map them back without reading the disk. See
+    /// [`crate::engine::EngineOptions::resident_limit`].
+    pub fn release_pages(&self) {
+        self.vectors.iter().for_each(|(_, v)| v.release_pages());
+        self.lexical.segments.iter().for_each(|s| s.release_pages());
+        self.chunk_segments.iter().for_each(|s| s.3.release_pages());
+        self.tokens.iter().for_each(|(_, t)| t.release_pages());
+    }
+
     /// Bytes on disk of the committed data files and manifest.
     pub fn disk_bytes(&self) -> u64 {
         let m = &self.manifest;

@@ -179,6 +179,12 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl TokenFile {
+    /// Drops the file's pages from this process's resident set (see
+    /// [`crate::fsutil::release_mapped`]).
+    pub fn release_pages(&self) {
+        crate::fsutil::release_mapped(&self.map);
+    }
+
     /// Opens a token file whose vectors are `dim` wide.
     pub fn open(path: &Path, dim: usize) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;

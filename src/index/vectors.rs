@@ -141,14 +141,8 @@ fn decode_bits(bits: &[b1x8], dim: usize) -> Vec<f32> {
 /// of vector files resident from the moment it opened.
 fn release_pages(map: &memmap2::Mmap) {
     #[cfg(unix)]
-    {
-        let _ = map.advise(memmap2::Advice::Random);
-        // SAFETY: the mapping is read-only and file-backed: dropped pages are read back from
-        // the file (or page cache) on the next access, with the same bytes.
-        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-    }
-    #[cfg(not(unix))]
-    let _ = map;
+    let _ = map.advise(memmap2::Advice::Random);
+    crate::fsutil::release_mapped(map);
 }
 
 /// A committed vector file, memory-mapped.
@@ -276,6 +270,12 @@ impl VectorFile {
         let mut v = vec![0i8; self.index.dimensions()];
         let n = self.index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
         Ok((n > 0).then_some(Stored::I8(v)))
+    }
+
+    /// Drops the file's pages from this process's resident set (see
+    /// [`crate::fsutil::release_mapped`]); searches running meanwhile map what they touch again.
+    pub fn release_pages(&self) {
+        crate::fsutil::release_mapped(&self._map);
     }
 
     /// Bytes of memory the index holds (the mapped file is not counted by usearch).
@@ -408,6 +408,51 @@ mod tests {
                 assert!(!same, "i8 dequantize/re-add became exact: the stored form is no longer needed");
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Resident kB of the mapping that holds `addr`, from `/proc/self/smaps`.
+    #[cfg(target_os = "linux")]
+    fn mapping_rss_kb(addr: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+                let (a, b) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16));
+                if let (Ok(a), Ok(b)) = (a, b) {
+                    inside = (a..b).contains(&addr);
+                    continue;
+                }
+            }
+            if inside && first == "Rss:" {
+                return line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            }
+        }
+        panic!("no mapping holds {addr:#x}")
+    }
+
+    /// Giving a vector file's pages back empties its share of the resident set, and searches
+    /// afterwards map what they need again and give the same answers.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn released_pages_leave_the_resident_set_and_searches_still_answer() {
+        let dir = test_dir("release");
+        let vectors = random_vectors(6000, 64, 5);
+        let file = saved_vectors(&vectors, VectorKind::F32, &dir, "release.usearch");
+        let live = LiveSet::new(vec![(0, 6000)]);
+        let addr = file._map.as_ptr() as usize;
+        let mapped_kb = file._map.len() as u64 / 1024;
+        let before: Vec<_> = vectors[..20].iter().map(|q| file.search(q, 10, &live, true).unwrap()).collect();
+        // An exact search reads every vector: most of the file is resident now.
+        let touched = mapping_rss_kb(addr);
+        assert!(touched * 2 > mapped_kb, "{touched} of {mapped_kb} kB resident after exact searches");
+        file.release_pages();
+        let released = mapping_rss_kb(addr);
+        assert!(released * 20 < mapped_kb, "{released} of {mapped_kb} kB still resident after release");
+        let after: Vec<_> = vectors[..20].iter().map(|q| file.search(q, 10, &live, true).unwrap()).collect();
+        assert_eq!(before, after);
+        assert!(mapping_rss_kb(addr) > released, "searches did not map pages again");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

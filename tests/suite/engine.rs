@@ -291,6 +291,33 @@ fn many_threads_search_one_engine_at_once() {
     }
 }
 
+/// A resident limit below what the process holds makes searches give the index's mapped pages
+/// back (counted by `page_releases`), and changes no answer; without a limit, or with one far
+/// above, nothing is given back.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_resident_limit_gives_mapped_pages_back_and_changes_no_answer() {
+    let t = TempDir::new("engine-resident");
+    let (docs, index) = sample_root(&t);
+    Engine::open(&index, opts()).unwrap().index(&[docs], &IndexJob::default(), &mut |_| {}).unwrap();
+    let limited = |limit| Engine::open_existing(&index, EngineOptions { resident_limit: limit, ..opts() }).unwrap();
+    let (none, tiny, huge) = (limited(None), limited(Some(1)), limited(Some(u64::MAX)));
+    for (i, q) in ["overnight proof", "how do I reset my password", "tides and the moon"].iter().enumerate() {
+        let req = request(q, 5, Mode::Hybrid);
+        let want = none.search(&req).unwrap();
+        assert!(!want.is_empty());
+        let got = tiny.search(&req).unwrap();
+        let show = |h: &[ponder::present::Hit]| h.iter().map(|h| (h.path.clone(), h.start_line, h.score)).collect::<Vec<_>>();
+        assert_eq!(show(&got), show(&want), "{q}");
+        assert_eq!(tiny.page_releases(), 2 * i as u64 + 1);
+        let ranked = tiny.rank(&tiny.snapshot().unwrap(), &req).unwrap();
+        assert_eq!(ranked, none.rank(&none.snapshot().unwrap(), &req).unwrap());
+        assert_eq!(tiny.page_releases(), 2 * i as u64 + 2);
+        huge.search(&req).unwrap();
+    }
+    assert_eq!((none.page_releases(), huge.page_releases()), (0, 0));
+}
+
 const CHAPTERS: [(&str, &str); 4] = [
     ("Glaciers", "A glacier forms where snow accumulates faster than it melts, year after year, until the \
       buried layers recrystallise into dense blue ice. Under its own weight the ice deforms and creeps \
