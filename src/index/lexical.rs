@@ -810,8 +810,14 @@ impl Lexical {
     /// Top `k` live chunks for analyzed terms with query weights (a term's BM25 contribution
     /// is multiplied by its weight; plain queries weigh each occurrence 1).
     pub fn search_weighted(&self, qtf: &HashMap<String, f32>, k: usize, live: &LiveSet) -> Result<Vec<(u64, f32)>> {
+        Ok(self.scored(qtf, k, live, true)?.0)
+    }
+
+    /// [`Lexical::search_weighted`], pruning or not, and how many terms were pruned (read for
+    /// the documents already found only).
+    fn scored(&self, qtf: &HashMap<String, f32>, k: usize, live: &LiveSet, prune: bool) -> Result<(Vec<(u64, f32)>, usize)> {
         if qtf.is_empty() || k == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         // Collection statistics over live chunks.
         let mut n_docs = 0u64;
@@ -822,7 +828,7 @@ impl Lexical {
             total_len += total;
         }
         if n_docs == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let avgdl = total_len as f32 / n_docs as f32;
         let Bm25 { k1, b } = self.params;
@@ -830,8 +836,8 @@ impl Lexical {
         // checked by walking them alongside the (ascending) postings.
         let live_docs: Vec<Vec<(u32, u32)>> = self.segments.iter().map(|s| s.live_doc_ranges(live)).collect::<Result<_>>()?;
         let mut per_term: Vec<(f32, Vec<Vec<(u32, u32)>>)> = Vec::new();
-        // Terms in a fixed order (a HashMap's differs from process to process), so that a
-        // document's score is summed the same way every time: the same bits on every run.
+        // Terms sorted (a HashMap's order differs from process to process): ties in the order
+        // below are broken by this one.
         let mut terms: Vec<(&String, &f32)> = qtf.iter().collect();
         terms.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (term, &q) in terms {
@@ -855,31 +861,83 @@ impl Lexical {
                 .collect::<Result<_>>()?;
             per_term.push((q, lists));
         }
-        // Scores accumulate per segment in a dense array indexed by document, term by term in
-        // the same order for every document, so each sum is the same as added one by one.
+        // Each term's idf, and a bound on what it adds to any document's score: BM25's
+        // frequency part tf·(k1 + 1) / (tf + k1·(1 − b + b·dl/avgdl)) stays below k1 + 1.
+        let idfs: Vec<f32> = per_term
+            .iter()
+            .map(|(_, lists)| {
+                let df = lists.iter().map(Vec::len).sum::<usize>() as f32;
+                (1.0 + (n_docs as f32 - df + 0.5) / (df + 0.5)).ln()
+            })
+            .collect();
+        let bound = |t: usize| f64::from(per_term[t].0) * f64::from(idfs[t]) * f64::from(k1 + 1.0);
+        let df = |t: usize| per_term[t].1.iter().map(Vec::len).sum::<usize>();
+        let weight = |idf: f32, q: f32, s: &LexicalSegment, d: u32, tf: u32| -> Result<f32> {
+            let dl = s.doc_len(d as usize)? as f32;
+            let tf = tf as f32;
+            Ok(idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / avgdl)) * q)
+        };
+        // Terms are added in a fixed order: largest bound first (the rarest, most weighted),
+        // ties by term. Every document's score is summed in that order, so it has the same
+        // bits on every run, whatever order the query's terms came in.
+        //
+        // Pruning (MaxScore), segment by segment: once the bounds of the terms left sum to
+        // less than the segment's k-th best score so far, a document of it that none of the
+        // added terms matched cannot reach the top k (every score is at least its partial
+        // score, with weights ≥ 0, and the segment already has k documents scoring more), so
+        // the terms left only add to documents already found. A term in nearly every document
+        // (`note` in every note) is then read, but scored only where it matters.
+        let mut order: Vec<usize> = (0..per_term.len()).filter(|&t| df(t) > 0).collect();
+        order.sort_by(|&a, &c| bound(c).total_cmp(&bound(a)).then(a.cmp(&c)));
+        let can_prune = prune && per_term.iter().all(|(q, _)| *q >= 0.0);
         let mut out: Vec<(u64, f32)> = Vec::new();
+        let mut pruned = 0;
+        // One segment at a time, so that its score array stays in cache.
         for (si, s) in self.segments.iter().enumerate() {
-            let mut acc: Vec<f32> = Vec::new();
+            if order.iter().all(|&t| per_term[t].1[si].is_empty()) {
+                continue;
+            }
+            let mut acc = vec![f32::NAN; s.n_docs];
             let mut touched: Vec<u32> = Vec::new();
-            for (q, lists) in &per_term {
-                let df: usize = lists.iter().map(Vec::len).sum();
-                if df == 0 || lists[si].is_empty() {
+            let mut left: f64 = order.iter().map(|&t| bound(t)).sum();
+            // The k-th best partial score when last looked for (partial scores only grow, so
+            // it stays a lower bound) and the bounds left then: it is looked for again only
+            // once these have fallen by a quarter.
+            let (mut kth, mut left_then) = (f32::NEG_INFINITY, f64::INFINITY);
+            let mut pruning = false;
+            for (pos, &t) in order.iter().enumerate() {
+                let list = &per_term[t].1[si];
+                let (idf, q) = (idfs[t], per_term[t].0);
+                if pruning {
+                    pruned += 1;
+                    for &(d, tf) in list {
+                        match acc.get(d as usize) {
+                            Some(x) if !x.is_nan() => acc[d as usize] += weight(idf, q, s, d, tf)?,
+                            Some(_) => {}
+                            None => return Err(s.corrupt("posting past the last document")),
+                        }
+                    }
                     continue;
                 }
-                if acc.is_empty() {
-                    acc = vec![f32::NAN; s.n_docs];
-                }
-                let idf = (1.0 + (n_docs as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
-                for &(d, tf) in &lists[si] {
-                    let dl = s.doc_len(d as usize)? as f32;
-                    let tf = tf as f32;
-                    let w = idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / avgdl));
+                for &(d, tf) in list {
+                    let w = weight(idf, q, s, d, tf)?;
                     let slot = acc.get_mut(d as usize).ok_or_else(|| s.corrupt("posting past the last document"))?;
                     if slot.is_nan() {
                         *slot = 0.0;
                         touched.push(d);
                     }
-                    *slot += w * *q;
+                    *slot += w;
+                }
+                left -= bound(t);
+                // A margin for rounding (the bounds are summed in f64, the scores in f32).
+                let below = |score: f32| left * (1.0 + 1e-3) < f64::from(score) * (1.0 - 1e-3);
+                if can_prune && pos + 1 < order.len() && touched.len() >= k {
+                    if !below(kth) && left < 0.75 * left_then {
+                        let mut partial: Vec<f32> = touched.iter().map(|&d| acc[d as usize]).collect();
+                        kth = *partial.select_nth_unstable_by(k - 1, |a, c| c.total_cmp(a)).1;
+                        left_then = left;
+                    }
+                    pruning = below(kth);
                 }
             }
             for d in touched {
@@ -892,7 +950,7 @@ impl Lexical {
             out.truncate(k);
         }
         out.sort_unstable_by(by_score);
-        Ok(out)
+        Ok((out, pruned))
     }
 
     /// Languages other than English that the segments' documents were analyzed in.
@@ -1142,6 +1200,64 @@ mod tests {
             let qtf: HashMap<String, f32> = weights.iter().cycle().skip(r % words.len()).take(words.len()).cloned().collect();
             assert_eq!(bits(lex.search_weighted(&qtf, 60, &live).unwrap()), first, "query map {r}");
         }
+    }
+
+    /// Pruning (terms read only for documents already found) returns exactly what scoring
+    /// every posting returns, to the bit, over several segments with dead documents; and it
+    /// does prune the term every document has.
+    #[test]
+    fn pruned_search_gives_the_same_top_k_as_scoring_every_posting() {
+        let words = ["heron", "canal", "dawn", "river", "stone", "bridge", "lantern", "harbour", "willow", "meadow", "tower", "orchard"];
+        let mut seed = 17u64;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        // Every document has "note"; the others follow a skewed distribution (word i about
+        // 1/(i+1) as often), with lengths from 1 to 40 words, and one document in four repeats
+        // a word (a high frequency in a short text scores far above one mention).
+        let texts: Vec<String> = (0..3000)
+            .map(|i| {
+                let mut t = format!("note {i}");
+                if next(4) == 0 {
+                    let w = words[next(words.len())];
+                    for _ in 0..2 + next(7) {
+                        t.push(' ');
+                        t.push_str(w);
+                    }
+                }
+                for _ in 0..1 + next(40) {
+                    let w = next(words.len());
+                    t.push(' ');
+                    t.push_str(words[next(w + 1)]);
+                }
+                t
+            })
+            .collect();
+        let docs: Vec<(u64, &str)> = texts.iter().enumerate().map(|(i, t)| (i as u64, t.as_str())).collect();
+        let segments = docs.chunks(1000).map(|part| std::sync::Arc::new(segment(part))).collect();
+        let lex = Lexical { segments, ..Default::default() };
+        let bits = |res: Vec<(u64, f32)>| res.into_iter().map(|(id, s)| (id, s.to_bits())).collect::<Vec<_>>();
+        let (mut searches, mut pruning) = (0, 0);
+        for live in [LiveSet::new(vec![(0, 3000)]), LiveSet::new(vec![(0, 700), (1200, 1300), (1500, 2999)])] {
+            for q in 0..40 {
+                let mut qtf: HashMap<String, f32> = HashMap::new();
+                qtf.insert("note".into(), 1.0);
+                for _ in 0..1 + q % 4 {
+                    *qtf.entry(Analyzer::default().terms(words[next(words.len())]).remove(0)).or_default() += 0.5 + (q % 3) as f32;
+                }
+                for k in [1, 10, 100] {
+                    let (pruned, n) = lex.scored(&qtf, k, &live, true).unwrap();
+                    let (full, none) = lex.scored(&qtf, k, &live, false).unwrap();
+                    assert_eq!(none, 0);
+                    assert_eq!(pruned.len(), k, "{qtf:?}");
+                    assert_eq!(bits(pruned), bits(full), "{qtf:?} k {k}");
+                    searches += 1;
+                    pruning += usize::from(n > 0);
+                }
+            }
+        }
+        assert!(pruning * 2 > searches, "only {pruning} of {searches} searches pruned a term");
     }
 
     #[test]
