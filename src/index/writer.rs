@@ -754,12 +754,18 @@ impl<'a> Indexer<'a> {
             drop(texts);
             crate::fsutil::release_free_memory();
             let mut delta = VectorDelta::new(self.manifest.model.dim, self.manifest.vector_kind)?;
-            for &id in &ids {
+            for (i, &id) in ids.iter().enumerate() {
                 // In stored form: i8 codes are copied, not dequantized and re-quantized.
                 let v = reader
                     .stored_vector(id)?
                     .ok_or_else(|| Error::corrupt(&self.dir, format!("chunk {id} has no stored vector")))?;
                 delta.add_stored(id, &v)?;
+                // The merged-away files' pages, read once in id order, leave the resident set
+                // as the copy goes (the kernel maps 16 cached pages around each fault, so
+                // otherwise they all stay while the new graph is built beside them).
+                if i % 16_384 == 16_383 {
+                    reader.release_pages();
+                }
             }
             let v = self.write_vectors(gen, &delta, span)?;
             drop(delta);
