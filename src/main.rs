@@ -225,6 +225,22 @@ impl IndexDirArg {
     }
 }
 
+/// `--resident-limit-mb` of the long-lived commands (`serve`, `mcp`).
+#[derive(clap::Args, Clone)]
+struct ResidentLimitArg {
+    /// Keep the process's resident memory (RSS) under this many MiB: past it, searches give
+    /// the memory-mapped index pages back to the page cache (Linux).
+    #[arg(long)]
+    resident_limit_mb: Option<u64>,
+}
+
+impl ResidentLimitArg {
+    /// [`EngineOptions::resident_limit`]: the limit in bytes.
+    fn bytes(&self) -> Option<u64> {
+        self.resident_limit_mb.map(|mb| mb.saturating_mul(1 << 20))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Embed JSON strings read one per line from stdin; write one JSON array per line.
@@ -342,10 +358,8 @@ enum Command {
         /// Seconds before a request times out.
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
-        /// Keep the process's resident memory (RSS) under this many MiB: past it, searches give
-        /// the memory-mapped index pages back to the page cache (Linux).
-        #[arg(long)]
-        resident_limit_mb: Option<u64>,
+        #[command(flatten)]
+        memory: ResidentLimitArg,
         /// Commit index jobs after this many new chunks.
         #[arg(long, default_value_t = 2048, hide = true)]
         commit_every: usize,
@@ -358,10 +372,8 @@ enum Command {
         dir: IndexDirArg,
         #[arg(long, value_enum, default_value = "auto")]
         device: DeviceChoice,
-        /// Keep the process's resident memory (RSS) under this many MiB: past it, searches give
-        /// the memory-mapped index pages back to the page cache (Linux).
-        #[arg(long)]
-        resident_limit_mb: Option<u64>,
+        #[command(flatten)]
+        memory: ResidentLimitArg,
     },
     /// Follow the index's folders and re-index files as they are created, changed, renamed or
     /// deleted, until stopped.
@@ -831,12 +843,12 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Serve {
-            dir, addr, socket, watch, allow_remote, token, max_body_bytes, max_concurrent, timeout, resident_limit_mb, commit_every, device,
+            dir, addr, socket, watch, allow_remote, token, max_body_bytes, max_concurrent, timeout, memory, commit_every, device,
         } => {
             let opts = EngineOptions {
                 device,
                 commit_every_chunks: commit_every.max(1),
-                resident_limit: resident_limit_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                resident_limit: memory.bytes(),
                 ..Default::default()
             };
             let engine = std::sync::Arc::new(Engine::open(dir.dir(), opts)?);
@@ -847,8 +859,8 @@ fn run(command: Command) -> Result<()> {
             ponder::serve::run(engine, serve, std::sync::Arc::new(|line: String| eprintln!("{line}")))?;
             Ok(())
         }
-        Command::Mcp { dir, device, resident_limit_mb } => {
-            let opts = EngineOptions { device, resident_limit: resident_limit_mb.map(|mb| mb.saturating_mul(1 << 20)), ..Default::default() };
+        Command::Mcp { dir, device, memory } => {
+            let opts = EngineOptions { device, resident_limit: memory.bytes(), ..Default::default() };
             let engine = std::sync::Arc::new(Engine::open(dir.dir(), opts)?);
             // A missing index is reported by the tools (an agent can create one); a broken
             // model is not something an agent can fix.

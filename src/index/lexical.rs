@@ -813,8 +813,8 @@ impl Lexical {
         Ok(self.scored(qtf, k, live, true)?.0)
     }
 
-    /// [`Lexical::search_weighted`], pruning or not, and how many terms were pruned (read for
-    /// the documents already found only).
+    /// [`Lexical::search_weighted`], pruning or not, and how many times a term was pruned in a
+    /// segment (read there for the documents already found only).
     fn scored(&self, qtf: &HashMap<String, f32>, k: usize, live: &LiveSet, prune: bool) -> Result<(Vec<(u64, f32)>, usize)> {
         if qtf.is_empty() || k == 0 {
             return Ok((Vec::new(), 0));
@@ -863,15 +863,10 @@ impl Lexical {
         }
         // Each term's idf, and a bound on what it adds to any document's score: BM25's
         // frequency part tf·(k1 + 1) / (tf + k1·(1 − b + b·dl/avgdl)) stays below k1 + 1.
-        let idfs: Vec<f32> = per_term
-            .iter()
-            .map(|(_, lists)| {
-                let df = lists.iter().map(Vec::len).sum::<usize>() as f32;
-                (1.0 + (n_docs as f32 - df + 0.5) / (df + 0.5)).ln()
-            })
-            .collect();
+        let dfs: Vec<usize> = per_term.iter().map(|(_, lists)| lists.iter().map(Vec::len).sum()).collect();
+        let idfs: Vec<f32> =
+            dfs.iter().map(|&df| (1.0 + (n_docs as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln()).collect();
         let bound = |t: usize| f64::from(per_term[t].0) * f64::from(idfs[t]) * f64::from(k1 + 1.0);
-        let df = |t: usize| per_term[t].1.iter().map(Vec::len).sum::<usize>();
         let weight = |idf: f32, q: f32, s: &LexicalSegment, d: u32, tf: u32| -> Result<f32> {
             let dl = s.doc_len(d as usize)? as f32;
             let tf = tf as f32;
@@ -887,8 +882,9 @@ impl Lexical {
         // score, with weights ≥ 0, and the segment already has k documents scoring more), so
         // the terms left only add to documents already found. A term in nearly every document
         // (`note` in every note) is then read, but scored only where it matters.
-        let mut order: Vec<usize> = (0..per_term.len()).filter(|&t| df(t) > 0).collect();
+        let mut order: Vec<usize> = (0..per_term.len()).filter(|&t| dfs[t] > 0).collect();
         order.sort_by(|&a, &c| bound(c).total_cmp(&bound(a)).then(a.cmp(&c)));
+        let all_bounds: f64 = order.iter().map(|&t| bound(t)).sum();
         let can_prune = prune && per_term.iter().all(|(q, _)| *q >= 0.0);
         let mut out: Vec<(u64, f32)> = Vec::new();
         let mut pruned = 0;
@@ -899,7 +895,7 @@ impl Lexical {
             }
             let mut acc = vec![f32::NAN; s.n_docs];
             let mut touched: Vec<u32> = Vec::new();
-            let mut left: f64 = order.iter().map(|&t| bound(t)).sum();
+            let mut left = all_bounds;
             // The k-th best partial score when last looked for (partial scores only grow, so
             // it stays a lower bound) and the bounds left then: it is looked for again only
             // once these have fallen by a quarter.

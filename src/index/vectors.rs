@@ -139,7 +139,7 @@ fn decode_bits(bits: &[b1x8], dim: usize) -> Vec<f32> {
 /// search touches them again, and a fault no longer reads ahead (the kernel still maps cached
 /// neighbours of a faulting page). Without it a writer at a million chunks held about 370 MB
 /// of vector files resident from the moment it opened.
-fn release_pages(map: &memmap2::Mmap) {
+fn release_after_open(map: &memmap2::Mmap) {
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::Random);
     crate::fsutil::release_mapped(map);
@@ -174,7 +174,7 @@ impl VectorFile {
         if index.dimensions() != dim {
             return Err(Error::corrupt(path, format!("{} dimensions, expected {dim}", index.dimensions())));
         }
-        release_pages(&map);
+        release_after_open(&map);
         Ok(VectorFile { index, _map: map, kind, path: path.to_path_buf(), running: Default::default(), freed: Default::default() })
     }
 
