@@ -1123,6 +1123,10 @@ pub fn load_model(source: &ModelSource, precision: Option<Precision>, device: De
         dim: embedder.dim(),
         precision: embedder.precision_name().to_string(),
     };
+    // The fingerprint read every byte of the model: give the built-in one's pages back.
+    if matches!(source, ModelSource::Default) {
+        crate::model::embedded::release_pages();
+    }
     Ok((embedder, stamp))
 }
 
@@ -1130,7 +1134,11 @@ pub fn load_model(source: &ModelSource, precision: Option<Precision>, device: De
 pub fn load_reranker(source: &ModelSource, precision: Option<Precision>, device: DeviceChoice) -> Result<Reranker> {
     let weights = reranker_weights(source)?;
     let precision = compute_precision(precision, &weights)?;
-    Reranker::new(&weights, precision, device)
+    let reranker = Reranker::new(&weights, precision, device)?;
+    if matches!(source, ModelSource::Default) {
+        crate::model::embedded::release_pages();
+    }
+    Ok(reranker)
 }
 
 /// A cross-encoder's weights: the built-in reranker for `default`, else the file or directory.
@@ -1169,6 +1177,25 @@ mod tests {
         ] {
             assert!(matches!(SearchRequest::from_json(bad), Err(Error::InvalidInput(_))), "{bad} was accepted");
         }
+    }
+
+    /// Loading the built-in models gives their pages back; the word-embedding rows that
+    /// queries read afterwards come back from the binary with the same values.
+    #[test]
+    fn built_in_models_embed_the_same_after_their_pages_are_given_back() {
+        let texts = ["zebra crossings in Lisbon", "quantum chromodynamics lattice", "a recipe for sourdough"];
+        let (embedder, _) = load_model(&ModelSource::Default, None, DeviceChoice::Cpu).unwrap();
+        let first = embedder.embed(&texts).unwrap();
+        // The bytes read back still match the file's checksum (dropping anonymous memory
+        // would have zeroed them).
+        let bytes = crate::model::weights::Bytes::from_static(crate::model::embedded::DEFAULT_MODEL);
+        crate::model::format::read_bytes(bytes, Path::new("default model")).unwrap();
+        crate::model::embedded::release_pages();
+        assert_eq!(embedder.embed(&texts).unwrap(), first);
+        let reranker = load_reranker(&ModelSource::Default, None, DeviceChoice::Cpu).unwrap();
+        let scores = reranker.score("bread", &texts).unwrap();
+        crate::model::embedded::release_pages();
+        assert_eq!(reranker.score("bread", &texts).unwrap(), scores);
     }
 
     #[test]

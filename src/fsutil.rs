@@ -105,3 +105,101 @@ pub fn resident_bytes() -> Option<u64> {
     #[cfg(not(target_os = "linux"))]
     None
 }
+
+/// Drops the pages of `bytes`, data compiled into this program (`include_bytes!`), from the
+/// resident set, as [`release_mapped`] does for a file mapping: they are read back from the
+/// executable on the next access. Only whole pages inside `bytes` are dropped, and only when
+/// `/proc/self/maps` shows them in a read-only mapping of a file: in anonymous memory (a
+/// packed executable, say) dropping would zero them, so nothing is done there. A no-op off
+/// Linux.
+pub fn release_static(bytes: &'static [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let Ok(page) = usize::try_from(page) else { return };
+        if page == 0 || bytes.is_empty() {
+            return;
+        }
+        let (start, end) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+        let (first, last) = (start.div_ceil(page) * page, end / page * page);
+        if first >= last || !in_read_only_file_mapping(start, end) {
+            return;
+        }
+        // SAFETY: [first, last) lies inside `bytes`, static data in a read-only mapping of a
+        // file (checked above) that nothing writes: dropped pages read back the same bytes.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = bytes;
+}
+
+/// Whether `[start, end)` lies within one mapping of `/proc/self/maps` that is backed by a
+/// file and not writable.
+#[cfg(target_os = "linux")]
+fn in_read_only_file_mapping(start: usize, end: usize) -> bool {
+    let Ok(maps) = fs::read_to_string("/proc/self/maps") else { return false };
+    maps.lines().any(|line| {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) = (f.next(), f.next(), f.next(), f.next(), f.next()) else {
+            return false;
+        };
+        let path = f.next().unwrap_or("");
+        let Some((a, b)) = range.split_once('-') else { return false };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { return false };
+        a <= start && end <= b && !perms.contains('w') && inode != "0" && path.starts_with('/')
+    })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    static DATA: [u8; 1 << 16] = {
+        let mut d = [0u8; 1 << 16];
+        let mut i = 0;
+        while i < d.len() {
+            d[i] = (i % 251) as u8;
+            i += 1;
+        }
+        d
+    };
+
+    /// How many of the pages wholly inside `d` are mapped in this process, and how many there
+    /// are, from `/proc/self/pagemap` (bit 63 of each page's entry: present).
+    fn present_pages(d: &[u8]) -> (usize, usize) {
+        use std::io::{Read, Seek, SeekFrom};
+        // SAFETY: sysconf only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let (first, last) = ((d.as_ptr() as usize).div_ceil(page), (d.as_ptr() as usize + d.len()) / page);
+        let mut f = File::open("/proc/self/pagemap").unwrap();
+        f.seek(SeekFrom::Start(first as u64 * 8)).unwrap();
+        let mut buf = vec![0u8; (last - first) * 8];
+        f.read_exact(&mut buf).unwrap();
+        (buf.chunks(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap()) >> 63 == 1).count(), last - first)
+    }
+
+    /// Static data given back leaves the resident set and reads back the same bytes; heap
+    /// memory is refused (dropping it would zero it).
+    #[test]
+    fn static_data_is_given_back_and_reads_the_same() {
+        let data: &'static [u8] = &DATA;
+        let addr = data.as_ptr() as usize;
+        assert!(in_read_only_file_mapping(addr, addr + data.len()), "static data is not in a read-only file mapping");
+        let sum = |d: &[u8]| d.iter().map(|&b| b as u64).sum::<u64>();
+        let expected = sum(std::hint::black_box(data));
+        let (present, pages) = present_pages(data);
+        assert!(pages > 0 && present == pages, "{present} of {pages} pages present after reading");
+        release_static(data);
+        assert_eq!(present_pages(data).0, 0);
+        assert_eq!(sum(std::hint::black_box(data)), expected);
+        assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        let heap = vec![7u8; 1 << 20].into_boxed_slice();
+        let heap: &'static [u8] = Box::leak(heap);
+        assert!(!in_read_only_file_mapping(heap.as_ptr() as usize, heap.as_ptr() as usize + heap.len()));
+        release_static(heap);
+        assert!(heap.iter().all(|&b| b == 7));
+    }
+}
