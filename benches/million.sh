@@ -5,8 +5,8 @@
 #   - bytes per chunk on disk (`ponder bench search`'s `open` line) and the segment count;
 #   - hybrid, dense and lexical query latency p50/p99, and HNSW recall@10 against exact search
 #     (`ponder bench search --n 200`);
-#   - the warm server's RSS (VmRSS, VmHWM) after 200 searches over HTTP on 127.0.0.1, and their
-#     latency, for each resident limit in SERVE_LIMITS.
+#   - the warm server's RSS (VmRSS, VmHWM) after 200 searches over HTTP on 127.0.0.1, the
+#     highest RSS read between them, and their latency, for each resident limit in SERVE_LIMITS.
 #
 # Corpus: Markdown files of 1,000 sections (`## Note N` and one ~30-token unit each), so every
 # section is its own chunk and the file table stays small. Units are SQuAD train sentences
@@ -116,16 +116,18 @@ idle = mem()
 qs = [f"what happened to note {i} and why did it matter" for i in range(200)]
 c = http.client.HTTPConnection(host, int(port), timeout=120)
 lat = []
+between = 0.0
 for q in qs:
     t = time.time()
     c.request("POST", "/search", json.dumps({"query": q, "k": 10}), {"Content-Type": "application/json"})
     r = c.getresponse(); r.read()
     assert r.status == 200, r.status
     lat.append((time.time() - t) * 1e3)
+    between = max(between, mem()["VmRSS"])
 lat.sort()
 c.request("GET", "/info")
 info = json.loads(c.getresponse().read())
-print(json.dumps({"size": int(size), "event": "serve", "resident_limit_mb": limit, "idle_mb": idle, "after_mb": mem(),
+print(json.dumps({"size": int(size), "event": "serve", "resident_limit_mb": limit, "idle_mb": idle, "after_mb": mem(), "max_rss_between_searches_mb": between,
                   "page_releases": info["memory"]["page_releases"],
                   "http_p50_ms": round(lat[len(lat) // 2], 2), "http_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 2)}))
 PY

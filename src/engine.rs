@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::device::DeviceChoice;
@@ -63,17 +63,21 @@ pub struct EngineOptions {
     /// The reranker's compute precision (default: int8 for int8 files, f32 otherwise).
     pub reranker_precision: Option<Precision>,
     /// Bytes of resident memory (RSS) this process should stay under between searches.
-    /// After a search that leaves it over, the pages of the index's memory-mapped files are
-    /// given back (see [`IndexReader::release_pages`]). They are page cache, not allocations:
-    /// the kernel keeps them while it has room, and searches that need them map them back
-    /// without reading the disk, at the price of page faults. Memory that is not mapped index
-    /// files (models, buffers) is not given back.
+    /// While it is over, each vector file gives its pages back as soon as its part of a dense
+    /// search is done, and a search that ends over the limit gives back the pages of every
+    /// memory-mapped index file and of the built-in models (see
+    /// [`IndexReader::release_pages`]). They are page cache, not allocations: the kernel keeps
+    /// them while it has room, and searches that need them map them back without reading the
+    /// disk, at the price of page faults. Memory that is not mapped (models' packed layers,
+    /// buffers, usearch's key tables) is not given back.
     ///
     /// The kernel maps 16 cached pages around each page fault, so one search maps most of the
-    /// vector files' pages (about 55 MB at 100k chunks, 420 MB at a million). A limit below
-    /// that makes every search give its pages back and fault them in again: measured on 2
-    /// cores, +2.5 ms per search at 100k chunks and +19 ms at a million; and the process still
-    /// goes over the limit during a search by what that search maps.
+    /// vector files' pages (about 50 MB at 100k chunks, 420 MB at a million), and a server's
+    /// RSS without a limit is soon the size of its vector files plus about 130 MB. Measured on
+    /// 2 cores over HTTP (`benches/million.sh`, `SERVE_LIMITS`): at a million chunks, no limit
+    /// 746 MB after 200 searches, p50 13.4–13.8 ms; 256 MiB: at most 253 MB between searches
+    /// and a peak (VmHWM) of 380 MB, p50 31–33 ms; 384 MiB: peak 461–467 MB, p50 24–27 ms. At
+    /// 100k chunks a 96 MiB limit costs under 0.5 ms at p50.
     /// `None` (the default): no limit. Linux only (elsewhere the limit is ignored).
     pub resident_limit: Option<u64>,
 }
@@ -556,8 +560,8 @@ pub struct Engine {
     writer: Mutex<()>,
     /// Set while a search gives mapped pages back (see [`EngineOptions::resident_limit`]).
     releasing: AtomicBool,
-    /// How many times mapped pages were given back.
-    releases: AtomicU64,
+    /// The resident limit, shared with every snapshot's reader (which counts its releases).
+    resident_limit: Option<Arc<crate::fsutil::ResidentLimit>>,
 }
 
 impl Engine {
@@ -569,6 +573,7 @@ impl Engine {
         if dir.exists() && !dir.is_dir() {
             return Err(Error::InvalidInput(format!("{} is a file, not an index directory", dir.display())));
         }
+        let resident_limit = opts.resident_limit.map(|b| Arc::new(crate::fsutil::ResidentLimit::new(b)));
         let engine = Engine {
             dir,
             opts,
@@ -579,7 +584,7 @@ impl Engine {
             refreshing: Mutex::new(()),
             writer: Mutex::new(()),
             releasing: AtomicBool::new(false),
-            releases: AtomicU64::new(0),
+            resident_limit,
         };
         Ok(engine)
     }
@@ -644,7 +649,7 @@ impl Engine {
         }
         let reader = match &current {
             Some(s) => s.reader.reopen(),
-            None => IndexReader::open(&self.dir),
+            None => IndexReader::open(&self.dir).map(|r| r.with_resident_limit(self.resident_limit.clone())),
         };
         let reader = reader.map_err(|e| match e {
             Error::MissingFile(p) if p.ends_with(MANIFEST) => Error::NoIndex(self.dir.clone()),
@@ -747,22 +752,23 @@ impl Engine {
     /// Gives the snapshot's mapped pages back when this process is over
     /// [`EngineOptions::resident_limit`]. One search at a time does it; the others go on.
     fn keep_under_resident_limit(&self, snap: &Snapshot) {
-        let Some(limit) = self.opts.resident_limit else { return };
-        if crate::fsutil::resident_bytes().is_none_or(|rss| rss <= limit) {
-            return;
-        }
+        let Some(limit) = self.resident_limit.as_ref().filter(|l| l.over()) else { return };
         if self.releasing.swap(true, Ordering::AcqRel) {
             return;
         }
         snap.reader.release_pages();
-        self.releases.fetch_add(1, Ordering::Relaxed);
+        // Queries read rows of the built-in model's word-embedding table back in, a page
+        // (and the kernel's fault-around) at a time: 10 MB after 200 searches.
+        crate::model::embedded::release_pages();
+        limit.count_release();
         self.releasing.store(false, Ordering::Release);
     }
 
     /// How many times searches gave mapped index pages back to stay under
-    /// [`EngineOptions::resident_limit`].
+    /// [`EngineOptions::resident_limit`]: a vector file after its part of a search, or every
+    /// mapped file of the snapshot after a search.
     pub fn page_releases(&self) -> u64 {
-        self.releases.load(Ordering::Relaxed)
+        self.resident_limit.as_ref().map_or(0, |l| l.releases())
     }
 
     /// The top `pool` of a request's ranking, with the signals behind it when `explain`.

@@ -1,4 +1,5 @@
-//! Small filesystem helpers shared by every stage that writes files.
+//! Small filesystem and memory helpers shared by the stages: atomic writes, file checksums,
+//! and the resident-memory side of memory maps (giving pages back, reading RSS, a limit).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -89,6 +90,42 @@ pub fn release_mapped(map: &memmap2::Mmap) {
     let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
     #[cfg(not(unix))]
     let _ = map;
+}
+
+/// A resident-memory limit that a searcher's snapshots share (see
+/// `EngineOptions::resident_limit`): searches check it after each vector file and at their
+/// end, and give mapped pages back while the process is over it.
+#[derive(Debug)]
+pub struct ResidentLimit {
+    bytes: u64,
+    releases: std::sync::atomic::AtomicU64,
+}
+
+impl ResidentLimit {
+    pub fn new(bytes: u64) -> Self {
+        ResidentLimit { bytes, releases: Default::default() }
+    }
+
+    /// The limit, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether this process's resident memory is over the limit now (never where it cannot
+    /// be read).
+    pub fn over(&self) -> bool {
+        resident_bytes().is_some_and(|rss| rss > self.bytes)
+    }
+
+    /// Counts one giving back of pages.
+    pub fn count_release(&self) {
+        self.releases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times pages were given back under this limit.
+    pub fn releases(&self) -> u64 {
+        self.releases.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// This process's resident memory in bytes, anonymous and file-backed together (what `ps`

@@ -25,6 +25,9 @@ pub struct IndexReader {
     pub lexical: Lexical,
     /// (first id, end id, path) sorted, for id → file lookups.
     owners: Vec<(u64, u64, String)>,
+    /// While the process is over it, a vector file gives its pages back as soon as its part
+    /// of a dense search is done (see [`IndexReader::with_resident_limit`]).
+    resident_limit: Option<Arc<crate::fsutil::ResidentLimit>>,
 }
 
 /// Checks a data file's size and CRC32 against the manifest's record of it.
@@ -83,6 +86,16 @@ impl IndexReader {
             }
         }
         Err(last.unwrap())
+    }
+
+    /// Keeps this reader's dense searches under `limit`: each vector file searched while the
+    /// process is over it gives its pages back right after its part of the search, so a
+    /// search holds at most the files being searched at that moment (at a million chunks
+    /// one search otherwise maps most of 500 MB of vector files before anything can be given
+    /// back). Readers reopened from this one keep the limit.
+    pub fn with_resident_limit(mut self, limit: Option<Arc<crate::fsutil::ResidentLimit>>) -> Self {
+        self.resident_limit = limit;
+        self
     }
 
     fn try_open(dir: &Path, prev: Option<&IndexReader>, verify: bool) -> Result<Self> {
@@ -150,6 +163,7 @@ impl IndexReader {
             tokens,
             lexical,
             owners,
+            resident_limit: prev.and_then(|p| p.resident_limit.clone()),
         })
     }
 
@@ -165,10 +179,18 @@ impl IndexReader {
     pub fn dense_in(&self, query: &[f32], k: usize, exact: bool, live: &LiveSet) -> Result<Vec<(u64, f32)>> {
         // Segments are searched side by side (a large index has several; see `plan_merge`).
         use rayon::prelude::*;
+        let search = |v: &VectorFile| {
+            let found = v.search(query, k, live, exact);
+            if let Some(limit) = self.resident_limit.as_ref().filter(|l| l.over()) {
+                v.release_pages();
+                limit.count_release();
+            }
+            found
+        };
         let per: Vec<Vec<(u64, f32)>> = if self.vectors.len() > 1 {
-            self.vectors.par_iter().map(|(_, v)| v.search(query, k, live, exact)).collect::<Result<_>>()?
+            self.vectors.par_iter().map(|(_, v)| search(v)).collect::<Result<_>>()?
         } else {
-            self.vectors.iter().map(|(_, v)| v.search(query, k, live, exact)).collect::<Result<_>>()?
+            self.vectors.iter().map(|(_, v)| search(v)).collect::<Result<_>>()?
         };
         let mut all: Vec<(u64, f32)> = per.into_iter().flatten().collect();
         if !exact && all.len() < k && (all.len() as u64) < live.len() {
