@@ -617,7 +617,7 @@ impl Engine {
     pub fn warm(&self) -> Result<()> {
         std::thread::scope(|s| {
             let model = s.spawn(|| self.query_embedder().map(drop));
-            let index = if self.exists() { self.snapshot().map(drop) } else { Ok(()) };
+            let index = if self.exists() { self.snapshot().and_then(|s| s.reader.prepare()) } else { Ok(()) };
             let model = model.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             index.and(model)
         })

@@ -88,6 +88,13 @@ impl IndexReader {
         Err(last.unwrap())
     }
 
+    /// Makes usearch's view of every vector file now (they are made on first use otherwise;
+    /// see [`VectorFile`]), side by side: what a searcher does while it warms up.
+    pub fn prepare(&self) -> Result<()> {
+        use rayon::prelude::*;
+        self.vectors.par_iter().try_for_each(|(_, v)| v.prepare())
+    }
+
     /// Keeps this reader's dense searches under `limit`: each vector file searched while the
     /// process is over it gives its pages back right after its part of the search, so a
     /// search holds at most the files being searched at that moment (at a million chunks

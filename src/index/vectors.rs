@@ -1,6 +1,7 @@
-//! Vector store: usearch HNSW files, one written per commit and never modified, opened with
-//! zero-copy `view` over a memory map. New vectors of a run live in an in-memory (mutable)
-//! usearch index until the commit saves it; compaction merges files and drops dead keys.
+//! Vector store: usearch HNSW files, one written per commit and never modified, read through
+//! a zero-copy `view` of a memory map, made on first use. New vectors of a run live in an
+//! in-memory (mutable) usearch index until the commit saves it; compaction merges files and
+//! drops dead keys.
 
 use std::path::Path;
 use usearch::{b1x8, Index, IndexOptions, MetricKind, ScalarKind};
@@ -145,12 +146,19 @@ fn release_after_open(map: &memmap2::Mmap) {
     crate::fsutil::release_mapped(map);
 }
 
-/// A committed vector file, memory-mapped.
+/// A committed vector file, memory-mapped. usearch's view of it is made on first use: a view
+/// builds a key table in memory (about 60 bytes a vector: 61 MB at a million chunks), which a
+/// writer that only appends and plans merges never needs.
 pub struct VectorFile {
-    /// A view of `_map` (declared first, so dropped first).
-    index: Index,
+    /// A view of `_map` (declared first, so dropped first); made by [`VectorFile::index`].
+    view: std::sync::OnceLock<Index>,
+    /// Held while a view is being made.
+    viewing: std::sync::Mutex<()>,
     _map: memmap2::Mmap,
     kind: VectorKind,
+    dim: usize,
+    /// Vectors in the file, from its header.
+    len: usize,
     path: std::path::PathBuf,
     /// Searches running now (at most `SEARCH_CONTEXTS`; more wait).
     running: std::sync::Mutex<usize>,
@@ -158,7 +166,7 @@ pub struct VectorFile {
 }
 
 impl VectorFile {
-    /// Views `path`, after checking its CRC32 against the manifest's.
+    /// Maps `path` after checking its CRC32 against the manifest's, and reads its header.
     pub fn open(path: &Path, dim: usize, kind: VectorKind, crc32: u32) -> Result<Self> {
         let bytes = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: vector files are immutable once committed.
@@ -166,43 +174,79 @@ impl VectorFile {
         if crc32fast::hash(&map) != crc32 {
             return Err(Error::corrupt(path, "checksum mismatch"));
         }
-        let index = Index::new(&options(dim, kind)).map_err(|e| usearch_err(path, e))?;
-        // SAFETY: the map lives as long as the index (same struct, dropped after it) and its
-        // bytes never change.
-        unsafe { index.view_from_buffer(&map) }.map_err(|e| usearch_err(path, e))?;
-        index.reserve_capacity_and_threads(index.size(), SEARCH_CONTEXTS).map_err(|e| usearch_err(path, e))?;
-        if index.dimensions() != dim {
-            return Err(Error::corrupt(path, format!("{} dimensions, expected {dim}", index.dimensions())));
+        let head = Index::metadata_from_buffer(&map).map_err(|e| usearch_err(path, e))?;
+        if head.dimensions != dim as u64 {
+            return Err(Error::corrupt(path, format!("{} dimensions, expected {dim}", head.dimensions)));
         }
+        let len = usize::try_from(head.count_present).map_err(|_| Error::corrupt(path, "vector count out of range"))?;
         release_after_open(&map);
-        Ok(VectorFile { index, _map: map, kind, path: path.to_path_buf(), running: Default::default(), freed: Default::default() })
+        Ok(VectorFile {
+            view: Default::default(),
+            viewing: Default::default(),
+            _map: map,
+            kind,
+            dim,
+            len,
+            path: path.to_path_buf(),
+            running: Default::default(),
+            freed: Default::default(),
+        })
+    }
+
+    /// usearch's view of the file, made on the first call.
+    fn index(&self) -> Result<&Index> {
+        if let Some(index) = self.view.get() {
+            return Ok(index);
+        }
+        let _one = self.viewing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = self.view.get() {
+            return Ok(index);
+        }
+        let path = &self.path;
+        let index = Index::new(&options(self.dim, self.kind)).map_err(|e| usearch_err(path, e))?;
+        // SAFETY: the map lives as long as the view (same struct, dropped after it) and its
+        // bytes never change.
+        unsafe { index.view_from_buffer(&self._map) }.map_err(|e| usearch_err(path, e))?;
+        index.reserve_capacity_and_threads(index.size(), SEARCH_CONTEXTS).map_err(|e| usearch_err(path, e))?;
+        if index.dimensions() != self.dim || index.size() != self.len {
+            return Err(Error::corrupt(path, format!("{} vectors of {} dimensions, the header says {} of {}", index.size(), index.dimensions(), self.len, self.dim)));
+        }
+        // Making the view read every node.
+        release_after_open(&self._map);
+        Ok(self.view.get_or_init(|| index))
+    }
+
+    /// Makes usearch's view now, so that the first search does not (a searcher warming up).
+    pub fn prepare(&self) -> Result<()> {
+        self.index().map(drop)
     }
 
     pub fn len(&self) -> usize {
-        self.index.size()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// Top `k` live keys with a similarity (higher is better: cosine, or 1 - normalised Hamming).
     pub fn search(&self, query: &[f32], k: usize, live: &LiveSet, exact: bool) -> Result<Vec<(u64, f32)>> {
-        if self.index.size() == 0 || k == 0 {
+        if self.len == 0 || k == 0 {
             return Ok(Vec::new());
         }
+        let index = self.index()?;
         let q = encode(self.kind, query);
         let _slot = self.search_slot();
         let m = if exact {
             // usearch's exact search has no filter: over-fetch, and fetch four times as many
             // while the dead keys among them leave fewer than `k` (a full sort of every key
             // took seconds per query at a million chunks).
-            let n = self.index.size();
+            let n = index.size();
             let mut fetch = k.saturating_mul(4).max(64).min(n);
             loop {
                 let all = match &q {
-                    Encoded::F32(q) => self.index.exact_search(q, fetch),
-                    Encoded::Bits(q) => self.index.exact_search(q, fetch),
+                    Encoded::F32(q) => index.exact_search(q, fetch),
+                    Encoded::Bits(q) => index.exact_search(q, fetch),
                 }
                 .map_err(|e| usearch_err(&self.path, e))?;
                 let mut keys = Vec::new();
@@ -223,13 +267,13 @@ impl VectorFile {
             }
         } else {
             let m = match &q {
-                Encoded::F32(q) => self.index.filtered_search(q, k, |key| live.contains(key)),
-                Encoded::Bits(q) => self.index.filtered_search(q, k, |key| live.contains(key)),
+                Encoded::F32(q) => index.filtered_search(q, k, |key| live.contains(key)),
+                Encoded::Bits(q) => index.filtered_search(q, k, |key| live.contains(key)),
             }
             .map_err(|e| usearch_err(&self.path, e))?;
             (m.keys, m.distances)
         };
-        let dim = self.index.dimensions() as f32;
+        let dim = self.dim as f32;
         Ok(m.0
             .into_iter()
             .zip(m.1)
@@ -249,16 +293,16 @@ impl VectorFile {
 
     /// The stored (dequantized) vector of `key`.
     pub fn get(&self, key: u64) -> Result<Option<Vec<f32>>> {
-        let dim = self.index.dimensions();
+        let (index, dim) = (self.index()?, self.dim);
         if self.kind == VectorKind::B1 {
             // usearch 2.26 checks a b1 read buffer against the dimensions in bits, though it
             // fills only the first dim/8 bytes.
             let mut bits = vec![b1x8(0); dim];
-            let n = self.index.get(key, &mut bits).map_err(|e| usearch_err(&self.path, e))?;
+            let n = index.get(key, &mut bits).map_err(|e| usearch_err(&self.path, e))?;
             return Ok((n > 0).then(|| decode_bits(&bits, dim)));
         }
         let mut v = vec![0f32; dim];
-        let n = self.index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
+        let n = index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
         Ok((n > 0).then_some(v))
     }
 
@@ -267,8 +311,8 @@ impl VectorFile {
         if self.kind != VectorKind::I8 {
             return Ok(self.get(key)?.map(Stored::F32));
         }
-        let mut v = vec![0i8; self.index.dimensions()];
-        let n = self.index.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
+        let mut v = vec![0i8; self.dim];
+        let n = self.index()?.get(key, &mut v).map_err(|e| usearch_err(&self.path, e))?;
         Ok((n > 0).then_some(Stored::I8(v)))
     }
 
@@ -278,9 +322,10 @@ impl VectorFile {
         crate::fsutil::release_mapped(&self._map);
     }
 
-    /// Bytes of memory the index holds (the mapped file is not counted by usearch).
+    /// Bytes of memory usearch's view holds (0 before it is made; the mapped file is not
+    /// counted).
     pub fn memory_usage(&self) -> usize {
-        self.index.memory_usage()
+        self.view.get().map_or(0, |i| i.memory_usage())
     }
 }
 
@@ -453,6 +498,33 @@ mod tests {
         let after: Vec<_> = vectors[..20].iter().map(|q| file.search(q, 10, &live, true).unwrap()).collect();
         assert_eq!(before, after);
         assert!(mapping_rss_kb(addr) > released, "searches did not map pages again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Opening reads the header (count, dimensions) and makes no view: usearch's key table is
+    /// built by the first search or read, once, and the answers are those of a file prepared
+    /// up front. A file of other dimensions than the manifest's is refused on open.
+    #[test]
+    fn the_view_is_made_on_first_use() {
+        let dir = test_dir("lazy");
+        let vectors = random_vectors(500, 32, 9);
+        let file = saved_vectors(&vectors, VectorKind::I8, &dir, "lazy.usearch");
+        let path = dir.join("lazy.usearch");
+        let crc = crc32fast::hash(&std::fs::read(&path).unwrap());
+        assert_eq!((file.len(), file.memory_usage()), (500, 0));
+        let live = LiveSet::new(vec![(0, 500)]);
+        let lazy = file.search(&vectors[3], 5, &live, false).unwrap();
+        assert_eq!(lazy[0].0, 3);
+        let made = file.memory_usage();
+        assert!(made > 0);
+        assert_eq!(file.get_stored(7).unwrap(), file.get_stored(7).unwrap());
+        assert_eq!(file.memory_usage(), made, "a second view was made");
+        let prepared = VectorFile::open(&path, 32, VectorKind::I8, crc).unwrap();
+        prepared.prepare().unwrap();
+        assert!(prepared.memory_usage() > 0);
+        assert_eq!(prepared.search(&vectors[3], 5, &live, false).unwrap(), lazy);
+        let wrong = VectorFile::open(&path, 64, VectorKind::I8, crc).err().unwrap().to_string();
+        assert!(wrong.contains("32 dimensions, expected 64"), "{wrong}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
