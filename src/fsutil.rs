@@ -106,11 +106,6 @@ impl ResidentLimit {
         ResidentLimit { bytes, releases: Default::default() }
     }
 
-    /// The limit, in bytes.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Whether this process's resident memory is over the limit now (never where it cannot
     /// be read).
     pub fn over(&self) -> bool {
